@@ -1,0 +1,22 @@
+"""ssl-data: datasets, decoding, augmentation and view generators for self-supervised learning."""
+
+from ssl_data.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist, read_idx
+from ssl_data.errors import CorruptFileError, DatasetNotFoundError, SslDataError
+from ssl_data.randomness import uniform
+from ssl_data.transforms import as_float_images, normalize
+from ssl_data.views import SimCLRView
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "CorruptFileError",
+    "DatasetNotFoundError",
+    "SimCLRView",
+    "SslDataError",
+    "as_float_images",
+    "load_fashion_mnist",
+    "normalize",
+    "read_idx",
+    "uniform",
+]

@@ -1,0 +1,107 @@
+"""Random resized crop with horizontal flip, batched as one ``grid_sample`` call."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def sample_crop_boxes(
+    u: np.ndarray,
+    height: int,
+    width: int,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    attempts: int = 10,
+) -> np.ndarray:
+    """Sample crop boxes the way torchvision's ``RandomResizedCrop`` does, for a whole batch.
+
+    Each sample tries ``attempts`` (area fraction, log aspect ratio) pairs and keeps the first box
+    that fits in the image; when none fits it falls back to the largest centred box with the
+    aspect ratio clamped to ``ratio``. Boxes may be smaller than the output size: they are
+    upsampled (an image smaller than the output is handled the same way).
+
+    Args:
+        u: ``(B, 2 * attempts + 2) float64`` uniforms in [0, 1) (see :mod:`ssl_data.randomness`).
+        height: Input height in pixels.
+        width: Input width in pixels.
+        scale: Range of the crop area as a fraction of the image area.
+        ratio: Range of the crop aspect ratio (width / height).
+        attempts: Number of tries before the fallback.
+
+    Returns:
+        ``(B, 4) float64`` boxes ``(top, left, h, w)`` in pixels (fractional).
+
+    Raises:
+        ValueError: ``u`` has too few columns, or a range is empty or non-positive.
+
+    Reference: Szegedy et al., "Going deeper with convolutions" (arXiv:1409.4842), as used by
+    SimCLR (Chen et al., arXiv:2002.05709).
+    """
+    if u.ndim != 2 or u.shape[1] < 2 * attempts + 2:
+        raise ValueError(f"u must be (B, {2 * attempts + 2}), got {u.shape}")
+    if not (0 < scale[0] <= scale[1]) or not (0 < ratio[0] <= ratio[1]):
+        raise ValueError(f"invalid scale {scale} or ratio {ratio}")
+    area = float(height * width)
+    s = scale[0] + (scale[1] - scale[0]) * u[:, :attempts]
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, attempts : 2 * attempts]
+    r = np.exp(log_r)
+    w = np.sqrt(area * s * r)
+    h = np.sqrt(area * s / r)
+    ok = (w <= width) & (h <= height)
+    first = np.where(ok.any(axis=1), ok.argmax(axis=1), -1)
+    rows = np.arange(len(u))
+    w_sel = np.where(first >= 0, w[rows, first], 0.0)
+    h_sel = np.where(first >= 0, h[rows, first], 0.0)
+    # Fallback: the whole image, aspect ratio clamped into the range (torchvision's rule).
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        fw, fh = float(width), width / ratio[0]
+    elif in_ratio > ratio[1]:
+        fw, fh = height * ratio[1], float(height)
+    else:
+        fw, fh = float(width), float(height)
+    fb = first < 0
+    w_sel = np.where(fb, fw, w_sel)
+    h_sel = np.where(fb, fh, h_sel)
+    top = u[:, 2 * attempts] * (height - h_sel)
+    left = u[:, 2 * attempts + 1] * (width - w_sel)
+    return np.stack([top, left, h_sel, w_sel], axis=1)
+
+
+def resized_crop_flip(
+    images: torch.Tensor, boxes: np.ndarray, flip: np.ndarray, size: tuple[int, int]
+) -> torch.Tensor:
+    """Crop each image to its box, resize it bilinearly to ``size`` and mirror it where ``flip``.
+
+    Args:
+        images: ``(B, C, H, W)`` float images.
+        boxes: ``(B, 4)`` boxes ``(top, left, h, w)`` in pixels, from :func:`sample_crop_boxes`.
+        flip: ``(B,)`` bool, mirror horizontally.
+        size: Output ``(height, width)`` in pixels.
+
+    Returns:
+        ``(B, C, size[0], size[1])`` tensor of the input's dtype and device.
+
+    Raises:
+        ValueError: The shapes disagree.
+    """
+    if images.ndim != 4 or boxes.shape != (images.shape[0], 4) or flip.shape != (images.shape[0],):
+        raise ValueError(
+            f"images (B, C, H, W), boxes (B, 4), flip (B,) expected; got {tuple(images.shape)}, "
+            f"{boxes.shape}, {flip.shape}"
+        )
+    _, _, height, width = images.shape
+    top, left, h, w = boxes.T
+    theta = np.zeros((len(boxes), 2, 3), dtype=np.float32)
+    # affine_grid maps output coords in [-1, 1] to input coords in [-1, 1] (align_corners=False).
+    theta[:, 0, 0] = (w / width) * np.where(flip, -1.0, 1.0)
+    theta[:, 0, 2] = (2 * left + w) / width - 1
+    theta[:, 1, 1] = h / height
+    theta[:, 1, 2] = (2 * top + h) / height - 1
+    theta_t = torch.from_numpy(theta).to(device=images.device, dtype=images.dtype)
+    grid = F.affine_grid(theta_t, [images.shape[0], images.shape[1], *size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -1,0 +1,38 @@
+"""Encoders (backbones) and the registry that builds them from a config dict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import nn
+
+from ssl_models.encoders.small_cnn import BasicBlock, SmallCNN
+from ssl_models.errors import UnknownNameError
+
+ENCODERS: dict[str, Callable[..., nn.Module]] = {"small_cnn": SmallCNN}
+
+
+def build_encoder(config: Mapping[str, Any]) -> nn.Module:
+    """Build an encoder from ``{"name": ..., **kwargs}``.
+
+    Args:
+        config: ``name`` selects the encoder in :data:`ENCODERS`; the other keys are passed to
+            its constructor.
+
+    Returns:
+        The encoder; it has ``output_dim: int`` and maps ``(B, C, H, W) float32`` images to
+        pooled ``(B, output_dim) float32`` features.
+
+    Raises:
+        UnknownNameError: The name is not registered (the message lists the known names).
+        TypeError: A keyword argument is not accepted by the encoder.
+    """
+    kwargs = dict(config)
+    name = kwargs.pop("name", None)
+    if name not in ENCODERS:
+        raise UnknownNameError(f"unknown encoder {name!r}; known: {sorted(ENCODERS)}")
+    return ENCODERS[name](**kwargs)
+
+
+__all__ = ["ENCODERS", "BasicBlock", "SmallCNN", "build_encoder"]

@@ -1,0 +1,158 @@
+"""Checkpoints: safetensors for tensors, JSON/YAML for the rest, written atomically.
+
+Layout (docs/contracts.md): ``<run>/checkpoints/step-XXXXXXXX/`` with ``model.safetensors``,
+``optimizer.safetensors``, ``trainer_state.json``, ``recipe.yaml``, ``example_inputs.safetensors``,
+and ``<run>/checkpoints/latest`` naming the newest complete folder. Nothing is unpickled on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ssl_train.errors import CheckpointError
+
+LATEST = "latest"
+
+
+@dataclass
+class TrainerState:
+    """What a resume needs besides tensors: the step and the data position."""
+
+    step: int
+    epoch: int
+    batch_in_epoch: int
+    recipe_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"state.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"state.{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in list(tensors.items()) + list(meta["scalars"].items()):
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    run_dir: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainerState,
+    recipe_yaml: str,
+    example_inputs: dict[str, torch.Tensor],
+    keep_last: int = 2,
+) -> Path:
+    """Write one checkpoint folder atomically, point ``latest`` at it, prune old ones.
+
+    Args:
+        run_dir: The run folder; checkpoints go to ``run_dir/checkpoints``.
+        model: The method module (encoder weights under ``encoder.``).
+        optimizer: Its optimiser.
+        state: Step and data position.
+        recipe_yaml: The resolved recipe.
+        example_inputs: Real inputs for export validation (docs/contracts.md).
+        keep_last: How many step folders to keep.
+
+    Returns:
+        The new checkpoint folder.
+    """
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{state.step:08d}"
+    final = root / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    try:
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / "model.safetensors"))
+        opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "trainer_state.json").write_text(
+            json.dumps({**state.to_json(), "optimizer": opt_meta}, indent=2)
+        )
+        (tmp / "recipe.yaml").write_text(recipe_yaml)
+        save_file({k: v.contiguous() for k, v in example_inputs.items()}, str(tmp / "example_inputs.safetensors"))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    pointer_tmp = root / f".{LATEST}.tmp"
+    pointer_tmp.write_text(name + "\n")
+    os.replace(pointer_tmp, root / LATEST)
+    steps = sorted(p for p in root.glob("step-*") if p.is_dir())
+    for old in steps[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """Find a checkpoint folder from a run folder, its ``checkpoints/`` folder or a step folder.
+
+    Raises:
+        CheckpointError: No complete checkpoint is there.
+    """
+    p = Path(path)
+    for root in (p / "checkpoints", p):
+        pointer = root / LATEST
+        if pointer.is_file():
+            p = root / pointer.read_text().strip()
+            break
+    if not (p / "model.safetensors").is_file():
+        raise CheckpointError(f"{path}: no checkpoint (no model.safetensors, no checkpoints/latest)")
+    return p
+
+
+def load_checkpoint(
+    path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, recipe_sha256: str
+) -> TrainerState:
+    """Load weights (strict) and optimiser state into existing objects.
+
+    Raises:
+        CheckpointError: A file is missing or corrupt, the recipe differs, or the weights do not
+            fit the model (the message names the file and the mismatch).
+    """
+    folder = resolve_checkpoint(path)
+    try:
+        meta = json.loads((folder / "trainer_state.json").read_text())
+        weights = load_file(str(folder / "model.safetensors"))
+        opt_tensors = load_file(str(folder / "optimizer.safetensors")) if optimizer else {}
+    except (OSError, json.JSONDecodeError, SafetensorError) as err:
+        raise CheckpointError(f"{folder}: corrupt checkpoint ({err})") from None
+    if meta.get("recipe_sha256") != recipe_sha256:
+        raise CheckpointError(
+            f"{folder}: written by a different recipe (sha256 {meta.get('recipe_sha256', '?')[:12]}, "
+            f"this run {recipe_sha256[:12]}); resume with the recipe saved beside it ({folder / 'recipe.yaml'})"
+        )
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{folder}/model.safetensors does not fit: missing {missing}, unexpected {unexpected}")
+    if optimizer is not None:
+        optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, meta["optimizer"]))
+    return TrainerState(meta["step"], meta["epoch"], meta["batch_in_epoch"], meta["recipe_sha256"])

@@ -1,0 +1,222 @@
+"""Recipes: one YAML file that fully describes a run, validated with pydantic.
+
+Unknown keys are errors. ``encoder`` and ``method`` are passed to ssl-models' registries, which
+reject unknown names and arguments; :func:`load_recipe` checks that by building them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ssl_train.errors import RecipeError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where the images come from and how they are scaled."""
+
+    dataset: Literal["fashion_mnist"] = "fashion_mnist"
+    root: str | None = Field(None, description="Folder with the IDX files; default: Debian's or the bundled sample")
+    split: Literal["train", "test"] = "train"
+    image_size: int = Field(28, ge=1, description="Side of the encoder's input, pixels")
+    channels: Literal[1, 3] = 1
+    mean: list[float] = Field(default_factory=lambda: [0.2860], description="Per channel, of images scaled to [0, 1]")
+    std: list[float] = Field(default_factory=lambda: [0.3530], description="Per channel, > 0")
+    limit: int | None = Field(None, ge=1, description="Use only the first N images")
+
+    @model_validator(mode="after")
+    def _check_stats(self) -> DataConfig:
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"mean and std need {self.channels} entries (channels), got {self.mean}, {self.std}")
+        if min(self.std) <= 0:
+            raise ValueError(f"std entries must be > 0, got {self.std}")
+        return self
+
+
+class ViewsConfig(_Section):
+    """The view generator (ssl_data.views)."""
+
+    name: Literal["simclr"] = "simclr"
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = Field(0.5, ge=0, le=1)
+    jitter_p: float = Field(0.8, ge=0, le=1)
+    brightness: float = Field(0.4, ge=0, lt=1)
+    contrast: float = Field(0.4, ge=0, lt=1)
+
+
+class OptimizerConfig(_Section):
+    """Optimiser; 1-D parameters (biases, norm weights) get no weight decay."""
+
+    name: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate for the global batch")
+    weight_decay: float = Field(1e-6, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class ScheduleConfig(_Section):
+    """Linear warm-up to the peak learning rate, then cosine decay to ``final_lr_ratio``."""
+
+    warmup_steps: int = Field(0, ge=0)
+    final_lr_ratio: float = Field(0.0, ge=0, le=1)
+
+
+class BudgetConfig(_Section):
+    """How long to train: steps (or epochs), with an optional wall-clock cap."""
+
+    batch_size: int = Field(256, ge=2, description="Global batch size (images per step)")
+    steps: int | None = Field(None, ge=0)
+    epochs: float | None = Field(None, gt=0)
+    max_minutes: float | None = Field(None, gt=0, description="Stop (and checkpoint) after this many minutes")
+
+    @model_validator(mode="after")
+    def _one_length(self) -> BudgetConfig:
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("set exactly one of budget.steps and budget.epochs")
+        return self
+
+
+class CheckpointConfig(_Section):
+    every_steps: int = Field(500, ge=1)
+    keep_last: int = Field(2, ge=1)
+
+
+class EvaluationConfig(_Section):
+    """kNN monitor: cosine similarity, temperature-weighted votes (Wu et al., arXiv:1805.01978)."""
+
+    knn_k: int = Field(200, ge=1)
+    knn_temperature: float = Field(0.1, gt=0)
+
+
+class LoggingConfig(_Section):
+    progress_bar: bool = True
+    every_steps: int = Field(10, ge=1, description="Steps between lines of metrics.jsonl")
+
+
+class Recipe(_Section):
+    """A whole run. Every section has defaults except ``encoder``, ``method`` and the budget."""
+
+    name: str = "run"
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's")
+    data: DataConfig = DataConfig()
+    views: ViewsConfig = ViewsConfig()
+    encoder: dict[str, Any]
+    method: dict[str, Any]
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    budget: BudgetConfig
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    def to_yaml(self) -> str:
+        """The resolved recipe as YAML (every default written out)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def sha256(self) -> str:
+        """Hash of the resolved recipe (provenance)."""
+        return hashlib.sha256(self.to_yaml().encode()).hexdigest()
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise RecipeError(f"--set {key}: {p!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
+    """Parse ``key.sub=value`` strings; values are YAML scalars or lists (``lr=0.3``, ``widths=[16,32]``).
+
+    Raises:
+        RecipeError: An override has no ``=`` or an empty key.
+    """
+    out = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"override {item!r} must look like key.sub=value")
+        out.append((key.strip(), yaml.safe_load(raw)))
+    return out
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid recipe {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "literal_error":
+            msg = f"{msg}, got {e.get('input')!r}"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def recipe_from_dict(tree: Mapping[str, Any], overrides: Sequence[str] = (), source: str = "<dict>") -> Recipe:
+    """Validate a recipe tree (after applying ``overrides``) and check encoder/method build.
+
+    Raises:
+        RecipeError: The message lists every bad key with what is allowed.
+    """
+    data: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(tree)))  # deep copy, plain types
+    for key, value in parse_overrides(overrides):
+        _set_dotted(data, key, value)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as err:
+        raise RecipeError(_format_error(err, source)) from None
+    _check_builds(recipe, source)
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read, override and validate a YAML recipe.
+
+    Args:
+        path: YAML file.
+        overrides: ``key.sub=value`` strings applied before validation (``--set``).
+
+    Raises:
+        RecipeError: The file is missing, not YAML, not a mapping, or invalid.
+    """
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file {path} not found") from None
+    except yaml.YAMLError as err:
+        raise RecipeError(f"recipe {path} is not valid YAML: {err}") from None
+    if not isinstance(tree, dict):
+        raise RecipeError(f"recipe {path} must be a mapping of sections, got {type(tree).__name__}")
+    return recipe_from_dict(tree, overrides, source=str(path))
+
+
+def _check_builds(recipe: Recipe, source: str) -> None:
+    import ssl_models
+
+    try:
+        encoder = ssl_models.build_encoder(recipe.encoder)
+        ssl_models.build_method(recipe.method, encoder)
+    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
+        raise RecipeError(f"invalid recipe {source}: encoder/method: {err}") from None
+    in_ch = recipe.encoder.get("in_channels", 1)
+    if in_ch != recipe.data.channels:
+        raise RecipeError(
+            f"invalid recipe {source}: encoder.in_channels={in_ch} but data.channels={recipe.data.channels}"
+        )
