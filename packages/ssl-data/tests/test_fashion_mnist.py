@@ -16,7 +16,9 @@ def test_bundled_sample_is_real_and_balanced():
     assert xt.shape == (1000, 28, 28) and yt.shape == (1000,)
 
 
-@pytest.mark.skipif(not (DEBIAN_ROOT / "train-images-idx3-ubyte.gz").exists(), reason="Debian package not installed")
+@pytest.mark.skipif(
+    not (DEBIAN_ROOT / "train-images-idx3-ubyte.gz").exists(), reason="Debian package not installed"
+)
 def test_sample_is_prefix_of_full_set():
     full_x, full_y = load_fashion_mnist("test", root=DEBIAN_ROOT)
     assert full_x.shape == (10000, 28, 28)

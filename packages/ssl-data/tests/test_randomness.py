@@ -12,7 +12,11 @@ def test_rows_depend_only_on_coordinates():
 
 def test_epoch_seed_and_stream_change_numbers():
     base = uniform(0, 0, range(100), 3)
-    for other in (uniform(0, 1, range(100), 3), uniform(1, 0, range(100), 3), uniform(0, 0, range(100), 3, stream=1)):
+    for other in (
+        uniform(0, 1, range(100), 3),
+        uniform(1, 0, range(100), 3),
+        uniform(0, 0, range(100), 3, stream=1),
+    ):
         assert not np.isclose(base, other).any()
 
 

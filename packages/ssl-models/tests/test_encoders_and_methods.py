@@ -1,6 +1,13 @@
 import pytest
 import torch
-from ssl_models import ProjectionHead, SimCLR, SmallCNN, UnknownNameError, build_encoder, build_method
+from ssl_models import (
+    ProjectionHead,
+    SimCLR,
+    SmallCNN,
+    UnknownNameError,
+    build_encoder,
+    build_method,
+)
 
 
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 32), (1, 17)])
@@ -24,7 +31,9 @@ def test_wrong_channels_message():
 
 
 def test_registry_lists_known_names():
-    with pytest.raises(UnknownNameError, match=r"unknown encoder 'resnet9'; known: \['small_cnn'\]"):
+    with pytest.raises(
+        UnknownNameError, match=r"unknown encoder 'resnet9'; known: \['small_cnn'\]"
+    ):
         build_encoder({"name": "resnet9"})
     with pytest.raises(UnknownNameError, match="unknown method 'byol0'"):
         build_method({"name": "byol0"}, SmallCNN())

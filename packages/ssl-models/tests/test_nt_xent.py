@@ -70,7 +70,9 @@ def test_aligned_views_have_lower_loss():
     g = torch.Generator().manual_seed(2)
     z = torch.randn(16, 8, generator=g)
     loss = NTXentLoss(0.5)
-    assert loss(z, z + 0.01 * torch.randn(16, 8, generator=g)) < loss(z, torch.randn(16, 8, generator=g))
+    assert loss(z, z + 0.01 * torch.randn(16, 8, generator=g)) < loss(
+        z, torch.randn(16, 8, generator=g)
+    )
 
 
 @pytest.mark.parametrize("shapes", [((4, 3), (4, 2)), ((1, 3), (1, 3)), ((4,), (4,))])

@@ -7,7 +7,12 @@ TINY = {
     "threads": 2,
     "data": {"root": str(bundled_sample_root()), "limit": 256},
     "encoder": {"name": "small_cnn", "widths": [8, 16]},
-    "method": {"name": "simclr", "projection_hidden_dim": 32, "projection_dim": 16, "temperature": 0.5},
+    "method": {
+        "name": "simclr",
+        "projection_hidden_dim": 32,
+        "projection_dim": 16,
+        "temperature": 0.5,
+    },
     "optimizer": {"name": "sgd", "lr": 0.05},
     "schedule": {"warmup_steps": 2},
     "budget": {"batch_size": 64, "steps": 6},

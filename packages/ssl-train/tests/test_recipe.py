@@ -43,7 +43,9 @@ def test_channels_must_agree(tiny_tree):
 
 
 def test_overrides_parse_yaml_values_and_round_trip(tiny_tree, tmp_path):
-    r = recipe_from_dict(tiny_tree, ["optimizer.lr=0.3", "encoder.widths=[4, 8]", "budget.max_minutes=1.5"])
+    r = recipe_from_dict(
+        tiny_tree, ["optimizer.lr=0.3", "encoder.widths=[4, 8]", "budget.max_minutes=1.5"]
+    )
     assert r.optimizer.lr == 0.3 and r.encoder["widths"] == [4, 8] and r.budget.max_minutes == 1.5
     p = tmp_path / "r.yaml"
     p.write_text(r.to_yaml())

@@ -57,10 +57,28 @@ def test_corrupt_checkpoint_names_file(tiny_recipe, tmp_path):
 def test_cli_pretrain_and_evaluate(tiny_tree, tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(recipe_from_dict(tiny_tree).to_yaml())
-    assert main(["pretrain", str(recipe), "--output", str(tmp_path / "run"), "--set", "budget.steps=2"]) == 0
+    assert (
+        main(
+            ["pretrain", str(recipe), "--output", str(tmp_path / "run"), "--set", "budget.steps=2"]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["steps"] == 2
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--k", "5", "--output", str(tmp_path / "e.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(tmp_path / "run"),
+                "--k",
+                "5",
+                "--output",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "e.json").read_text())
     assert res["memory_bank"] == 256 and res["queries"] == 256  # limit applies to both splits
     assert 0.2 < res["knn_top1_k5"] <= 1.0  # 10 classes: chance is 0.1

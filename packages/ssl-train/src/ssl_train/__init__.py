@@ -5,4 +5,11 @@ from ssl_train.recipe import Recipe, load_recipe, recipe_from_dict
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "Recipe", "RecipeError", "SslTrainError", "load_recipe", "recipe_from_dict"]
+__all__ = [
+    "CheckpointError",
+    "Recipe",
+    "RecipeError",
+    "SslTrainError",
+    "load_recipe",
+    "recipe_from_dict",
+]

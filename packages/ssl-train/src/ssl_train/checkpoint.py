@@ -37,7 +37,9 @@ class TrainerState:
         return dict(self.__dict__)
 
 
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _flatten_optimizer(
+    opt: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     sd = opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
@@ -96,7 +98,10 @@ def save_checkpoint(
             json.dumps({**state.to_json(), "optimizer": opt_meta}, indent=2)
         )
         (tmp / "recipe.yaml").write_text(recipe_yaml)
-        save_file({k: v.contiguous() for k, v in example_inputs.items()}, str(tmp / "example_inputs.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in example_inputs.items()},
+            str(tmp / "example_inputs.safetensors"),
+        )
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -125,12 +130,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
             p = root / pointer.read_text().strip()
             break
     if not (p / "model.safetensors").is_file():
-        raise CheckpointError(f"{path}: no checkpoint (no model.safetensors, no checkpoints/latest)")
+        raise CheckpointError(
+            f"{path}: no checkpoint (no model.safetensors, no checkpoints/latest)"
+        )
     return p
 
 
 def load_checkpoint(
-    path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, recipe_sha256: str
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    recipe_sha256: str,
 ) -> TrainerState:
     """Load weights (strict) and optimiser state into existing objects.
 
@@ -152,7 +162,9 @@ def load_checkpoint(
         )
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{folder}/model.safetensors does not fit: missing {missing}, unexpected {unexpected}")
+        raise CheckpointError(
+            f"{folder}/model.safetensors does not fit: missing {missing}, unexpected {unexpected}"
+        )
     if optimizer is not None:
         optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, meta["optimizer"]))
     return TrainerState(meta["step"], meta["epoch"], meta["batch_in_epoch"], meta["recipe_sha256"])

@@ -20,7 +20,9 @@ def _recipe_path(arg: str) -> Path:
     shipped = shipped_recipes()
     if arg in shipped:
         return shipped[arg]
-    raise SslTrainError(f"recipe {arg!r} is neither a file nor a shipped recipe ({', '.join(sorted(shipped))})")
+    raise SslTrainError(
+        f"recipe {arg!r} is neither a file nor a shipped recipe ({', '.join(sorted(shipped))})"
+    )
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -30,9 +32,19 @@ def _pretrain(args: argparse.Namespace) -> int:
     recipe = load_recipe(_recipe_path(args.recipe), args.set)
     output = Path(args.output) if args.output else Path("runs") / recipe.name
     result = Trainer(recipe, output, resume=args.resume).fit()
-    print(json.dumps({"run": str(output), "steps": result.steps, "final_loss": round(result.final_loss, 4),
-                      "images_per_s": round(result.images_per_s, 1), "seconds": round(result.seconds, 1),
-                      "checkpoint": str(result.checkpoint), "stopped_early": result.stopped_early}))
+    print(
+        json.dumps(
+            {
+                "run": str(output),
+                "steps": result.steps,
+                "final_loss": round(result.final_loss, 4),
+                "images_per_s": round(result.images_per_s, 1),
+                "seconds": round(result.seconds, 1),
+                "checkpoint": str(result.checkpoint),
+                "stopped_early": result.stopped_early,
+            }
+        )
+    )
     return 0
 
 
@@ -42,7 +54,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.embeddings:
         try:
             with np.load(args.embeddings) as f:
-                train_x, train_y, test_x, test_y = (f[k] for k in ("train_embeddings", "train_labels", "test_embeddings", "test_labels"))
+                train_x, train_y, test_x, test_y = (
+                    f[k]
+                    for k in ("train_embeddings", "train_labels", "test_embeddings", "test_labels")
+                )
         except (OSError, KeyError, ValueError) as err:
             raise SslTrainError(
                 f"{args.embeddings}: need an .npz with train_embeddings, train_labels, test_embeddings, "
@@ -66,9 +81,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         torch.set_num_threads(recipe.threads or torch.get_num_threads())
         train_x = embed_images(model, recipe, train_images)
         test_x = embed_images(model, recipe, test_images)
-    result = {"memory_bank": int(len(train_y)), "queries": int(len(test_y)), "temperature": args.temperature}
+    result = {
+        "memory_bank": len(train_y),
+        "queries": len(test_y),
+        "temperature": args.temperature,
+    }
     for k in args.k:
-        result[f"knn_top1_k{k}"] = knn_top1(train_x, train_y, test_x, test_y, k=k, temperature=args.temperature)
+        result[f"knn_top1_k{k}"] = knn_top1(
+            train_x, train_y, test_x, test_y, k=k, temperature=args.temperature
+        )
     text = json.dumps(result, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n")
@@ -78,26 +99,51 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ssl-train", description="Pretrain self-supervised encoders from YAML recipes and evaluate them."
+        prog="ssl-train",
+        description="Pretrain self-supervised encoders from YAML recipes and evaluate them.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pretrain", help="pretrain an encoder from a recipe",
-                       description="Pretrain an encoder from a YAML recipe; writes checkpoints, metrics.jsonl "
-                                   "and the resolved recipe to the run folder.")
-    p.add_argument("recipe", help=f"a recipe YAML file, or a shipped recipe name ({', '.join(sorted(shipped_recipes()))})")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe value, e.g. --set optimizer.lr=0.3 --set budget.steps=100 (repeatable)")
+    p = sub.add_parser(
+        "pretrain",
+        help="pretrain an encoder from a recipe",
+        description="Pretrain an encoder from a YAML recipe; writes checkpoints, metrics.jsonl "
+        "and the resolved recipe to the run folder.",
+    )
+    p.add_argument(
+        "recipe",
+        help=f"a recipe YAML file, or a shipped recipe name ({', '.join(sorted(shipped_recipes()))})",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set optimizer.lr=0.3 --set budget.steps=100 (repeatable)",
+    )
     p.add_argument("--output", help="run folder (default: runs/<recipe name>)")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's latest checkpoint"
+    )
     p.set_defaults(func=_pretrain)
 
-    e = sub.add_parser("evaluate", help="kNN top-1 of an encoder or of precomputed embeddings",
-                       description="kNN top-1 (cosine, temperature-weighted votes) with the labelled train "
-                                   "split as memory bank and the test split as queries.")
+    e = sub.add_parser(
+        "evaluate",
+        help="kNN top-1 of an encoder or of precomputed embeddings",
+        description="kNN top-1 (cosine, temperature-weighted votes) with the labelled train "
+        "split as memory bank and the test split as queries.",
+    )
     src = e.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="run folder or checkpoint folder: embed the recipe's dataset in-process")
-    src.add_argument("--embeddings", help=".npz with train_embeddings, train_labels, test_embeddings, test_labels")
-    e.add_argument("--k", type=int, nargs="+", default=[20, 200], help="neighbour counts (default: 20 200)")
+    src.add_argument(
+        "--checkpoint",
+        help="run folder or checkpoint folder: embed the recipe's dataset in-process",
+    )
+    src.add_argument(
+        "--embeddings",
+        help=".npz with train_embeddings, train_labels, test_embeddings, test_labels",
+    )
+    e.add_argument(
+        "--k", type=int, nargs="+", default=[20, 200], help="neighbour counts (default: 20 200)"
+    )
     e.add_argument("--temperature", type=float, default=0.1, help="vote temperature (default: 0.1)")
     e.add_argument("--output", help="also write the result as JSON here")
     e.set_defaults(func=_evaluate)

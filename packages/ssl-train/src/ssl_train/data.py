@@ -48,7 +48,9 @@ def preprocess(recipe: Recipe, images: torch.Tensor) -> torch.Tensor:
     x = as_float_images(images)
     size = recipe.data.image_size
     if x.shape[-2:] != (size, size):
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = torch.nn.functional.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
     return normalize(x, recipe.data.mean, recipe.data.std)
 
 

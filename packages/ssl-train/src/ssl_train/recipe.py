@@ -25,18 +25,24 @@ class DataConfig(_Section):
     """Where the images come from and how they are scaled."""
 
     dataset: Literal["fashion_mnist"] = "fashion_mnist"
-    root: str | None = Field(None, description="Folder with the IDX files; default: Debian's or the bundled sample")
+    root: str | None = Field(
+        None, description="Folder with the IDX files; default: Debian's or the bundled sample"
+    )
     split: Literal["train", "test"] = "train"
     image_size: int = Field(28, ge=1, description="Side of the encoder's input, pixels")
     channels: Literal[1, 3] = 1
-    mean: list[float] = Field(default_factory=lambda: [0.2860], description="Per channel, of images scaled to [0, 1]")
+    mean: list[float] = Field(
+        default_factory=lambda: [0.2860], description="Per channel, of images scaled to [0, 1]"
+    )
     std: list[float] = Field(default_factory=lambda: [0.3530], description="Per channel, > 0")
     limit: int | None = Field(None, ge=1, description="Use only the first N images")
 
     @model_validator(mode="after")
     def _check_stats(self) -> DataConfig:
         if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError(f"mean and std need {self.channels} entries (channels), got {self.mean}, {self.std}")
+            raise ValueError(
+                f"mean and std need {self.channels} entries (channels), got {self.mean}, {self.std}"
+            )
         if min(self.std) <= 0:
             raise ValueError(f"std entries must be > 0, got {self.std}")
         return self
@@ -77,7 +83,9 @@ class BudgetConfig(_Section):
     batch_size: int = Field(256, ge=2, description="Global batch size (images per step)")
     steps: int | None = Field(None, ge=0)
     epochs: float | None = Field(None, gt=0)
-    max_minutes: float | None = Field(None, gt=0, description="Stop (and checkpoint) after this many minutes")
+    max_minutes: float | None = Field(
+        None, gt=0, description="Stop (and checkpoint) after this many minutes"
+    )
 
     @model_validator(mode="after")
     def _one_length(self) -> BudgetConfig:
@@ -168,7 +176,9 @@ def _format_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def recipe_from_dict(tree: Mapping[str, Any], overrides: Sequence[str] = (), source: str = "<dict>") -> Recipe:
+def recipe_from_dict(
+    tree: Mapping[str, Any], overrides: Sequence[str] = (), source: str = "<dict>"
+) -> Recipe:
     """Validate a recipe tree (after applying ``overrides``) and check encoder/method build.
 
     Raises:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 
-def warmup_cosine(step: int, total_steps: int, peak_lr: float, warmup_steps: int, final_lr_ratio: float = 0.0) -> float:
+def warmup_cosine(
+    step: int, total_steps: int, peak_lr: float, warmup_steps: int, final_lr_ratio: float = 0.0
+) -> float:
     """Linear warm-up to ``peak_lr`` then cosine decay to ``peak_lr * final_lr_ratio``.
 
     The first step's rate is ``peak_lr / warmup_steps`` (> 0) and the peak is reached on the last

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-import torch
 import ssl_models
+import torch
 from tqdm import tqdm
 
 from ssl_train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
@@ -80,7 +80,9 @@ class Trainer:
         if n < batch:
             raise SslTrainError(f"dataset has {n} images, fewer than budget.batch_size={batch}")
         per_epoch = n // batch  # the last partial batch of an epoch is dropped
-        total = r.budget.steps if r.budget.steps is not None else math.ceil(r.budget.epochs * per_epoch)  # type: ignore[operator]
+        total = (
+            r.budget.steps if r.budget.steps is not None else math.ceil(r.budget.epochs * per_epoch)
+        )  # type: ignore[operator]
         views = build_views(r)
         model = build_model(r)
         optimizer = build_optimizer(model, r.optimizer)
@@ -95,13 +97,25 @@ class Trainer:
             epoch, b = divmod(at, per_epoch)
             st = TrainerState(at, epoch, b, r.sha256())
             return save_checkpoint(
-                self.output, model=model, optimizer=optimizer, state=st, recipe_yaml=recipe_yaml,
-                example_inputs=examples, keep_last=r.checkpoint.keep_last,
+                self.output,
+                model=model,
+                optimizer=optimizer,
+                state=st,
+                recipe_yaml=recipe_yaml,
+                example_inputs=examples,
+                keep_last=r.checkpoint.keep_last,
             )
 
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         metrics = (self.output / "metrics.jsonl").open("a")
-        bar = tqdm(total=total, initial=step, desc=f"pretrain {r.name}", unit="step", disable=not r.logging.progress_bar, dynamic_ncols=True)
+        bar = tqdm(
+            total=total,
+            initial=step,
+            desc=f"pretrain {r.name}",
+            unit="step",
+            disable=not r.logging.progress_bar,
+            dynamic_ncols=True,
+        )
         start = time.perf_counter()
         timed_from, timed_steps = None, 0
         loss_value = float("nan")
@@ -114,14 +128,19 @@ class Trainer:
                 if self._stop_signal:
                     stopped = self._stop_signal
                     break
-                if r.budget.max_minutes is not None and time.perf_counter() - start > 60 * r.budget.max_minutes:
+                if (
+                    r.budget.max_minutes is not None
+                    and time.perf_counter() - start > 60 * r.budget.max_minutes
+                ):
                     stopped = f"max_minutes={r.budget.max_minutes}"
                     break
                 epoch, b = divmod(step, per_epoch)
                 if epoch != order_epoch:
                     order, order_epoch = epoch_order(r.seed, epoch, n), epoch
                 idx = order[b * batch : (b + 1) * batch]  # type: ignore[index]
-                lr = warmup_cosine(step, total, r.optimizer.lr, r.schedule.warmup_steps, r.schedule.final_lr_ratio)
+                lr = warmup_cosine(
+                    step, total, r.optimizer.lr, r.schedule.warmup_steps, r.schedule.final_lr_ratio
+                )
                 for g in optimizer.param_groups:
                     g["lr"] = lr
                 loss = model.training_loss(views(images[idx], idx, epoch))
@@ -139,12 +158,27 @@ class Trainer:
                     timed_from = time.perf_counter()
                 else:
                     timed_steps += 1
-                ips = batch * timed_steps / max(1e-9, time.perf_counter() - timed_from) if timed_steps else 0.0
+                ips = (
+                    batch * timed_steps / max(1e-9, time.perf_counter() - timed_from)
+                    if timed_steps
+                    else 0.0
+                )
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.0f}")
                 if step % r.logging.every_steps == 0 or step == total:
-                    metrics.write(json.dumps({"step": step, "epoch": epoch, "loss": loss_value, "lr": lr,
-                                              "images_per_s": ips, "elapsed_s": time.perf_counter() - start}) + "\n")
+                    metrics.write(
+                        json.dumps(
+                            {
+                                "step": step,
+                                "epoch": epoch,
+                                "loss": loss_value,
+                                "lr": lr,
+                                "images_per_s": ips,
+                                "elapsed_s": time.perf_counter() - start,
+                            }
+                        )
+                        + "\n"
+                    )
                     metrics.flush()
                 if step % r.checkpoint.every_steps == 0 and step < total:
                     last_ckpt = checkpoint(step)
@@ -155,9 +189,23 @@ class Trainer:
                 signal.signal(s, h)
         last_ckpt = checkpoint(step)
         seconds = time.perf_counter() - start
-        ips = batch * timed_steps / max(1e-9, time.perf_counter() - timed_from) if timed_steps and timed_from else 0.0
+        ips = (
+            batch * timed_steps / max(1e-9, time.perf_counter() - timed_from)
+            if timed_steps and timed_from
+            else 0.0
+        )
         result = TrainResult(step, loss_value, ips, seconds, last_ckpt, stopped)
-        (self.output / "train_summary.json").write_text(json.dumps(
-            {"steps": step, "final_loss": loss_value, "images_per_s": ips, "seconds": seconds,
-             "checkpoint": str(last_ckpt), "stopped_early": stopped}, indent=2))
+        (self.output / "train_summary.json").write_text(
+            json.dumps(
+                {
+                    "steps": step,
+                    "final_loss": loss_value,
+                    "images_per_s": ips,
+                    "seconds": seconds,
+                    "checkpoint": str(last_ckpt),
+                    "stopped_early": stopped,
+                },
+                indent=2,
+            )
+        )
         return result

@@ -47,4 +47,8 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise CorruptFileError(
             f"{path}: payload is {len(data) - header} bytes, header shape {shape} needs {expected}"
         )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(data, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )

@@ -34,9 +34,6 @@ def brightness_contrast(
     bf = torch.as_tensor(brightness, dtype=images.dtype, device=images.device).view(b, 1, 1, 1)
     cf = torch.as_tensor(contrast, dtype=images.dtype, device=images.device).view(b, 1, 1, 1)
     x = (images * bf).clamp_(0.0, 1.0)
-    if c == 3:
-        gray = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
-    else:
-        gray = x[:, 0]
+    gray = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2] if c == 3 else x[:, 0]
     mean = gray.mean(dim=(1, 2)).view(b, 1, 1, 1)
     return (cf * x + (1 - cf) * mean).clamp_(0.0, 1.0)

@@ -47,7 +47,10 @@ def sample_crop_boxes(
         raise ValueError(f"invalid scale {scale} or ratio {ratio}")
     area = float(height * width)
     s = scale[0] + (scale[1] - scale[0]) * u[:, :attempts]
-    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, attempts : 2 * attempts]
+    log_r = (
+        math.log(ratio[0])
+        + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, attempts : 2 * attempts]
+    )
     r = np.exp(log_r)
     w = np.sqrt(area * s * r)
     h = np.sqrt(area * s / r)

@@ -71,7 +71,9 @@ class SimCLRView:
         if self.size < 1:
             raise ValueError(f"size must be >= 1 pixel, got {self.size}")
 
-    def view(self, images: torch.Tensor, indices: Sequence[int] | np.ndarray, epoch: int, view: int) -> torch.Tensor:
+    def view(
+        self, images: torch.Tensor, indices: Sequence[int] | np.ndarray, epoch: int, view: int
+    ) -> torch.Tensor:
         """One augmented view of a batch.
 
         Args:
@@ -91,7 +93,9 @@ class SimCLRView:
         if idx.shape != (x.shape[0],):
             raise ValueError(f"indices must be ({x.shape[0]},), got {idx.shape}")
         u = uniform(self.seed, epoch, idx, _NUM_UNIFORMS, stream=view)
-        boxes = sample_crop_boxes(u[:, :_CROP_COLS], x.shape[2], x.shape[3], self.scale, self.ratio, _ATTEMPTS)
+        boxes = sample_crop_boxes(
+            u[:, :_CROP_COLS], x.shape[2], x.shape[3], self.scale, self.ratio, _ATTEMPTS
+        )
         flip = u[:, _CROP_COLS] < self.flip_p
         x = resized_crop_flip(x, boxes, flip, (self.size, self.size))
         on = u[:, _CROP_COLS + 1] < self.jitter_p

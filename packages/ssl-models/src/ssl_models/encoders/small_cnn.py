@@ -79,7 +79,5 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected (B, {self.in_channels}, H, W) input, got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected (B, {self.in_channels}, H, W) input, got {tuple(x.shape)}")
         return self.stages(self.stem(x)).mean(dim=(2, 3))

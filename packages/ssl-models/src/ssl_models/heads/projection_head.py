@@ -39,7 +39,11 @@ class ProjectionHead(nn.Module):
         layers: list[nn.Module] = []
         dim = input_dim
         for _ in range(num_layers - 1):
-            layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Linear(dim, hidden_dim, bias=False),
+                nn.BatchNorm1d(hidden_dim),
+                nn.ReLU(inplace=True),
+            ]
             dim = hidden_dim
         layers.append(nn.Linear(dim, output_dim))
         self.layers = nn.Sequential(*layers)

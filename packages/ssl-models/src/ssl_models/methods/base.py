@@ -50,4 +50,6 @@ class SSLMethod(nn.Module):
 
     def _check_views(self, views: Sequence[torch.Tensor]) -> None:
         if len(views) != self.num_views:
-            raise ValueError(f"{type(self).__name__} needs {self.num_views} views, got {len(views)}")
+            raise ValueError(
+                f"{type(self).__name__} needs {self.num_views} views, got {len(views)}"
+            )

@@ -11,7 +11,9 @@ from ssl_train.recipe import Recipe
 
 
 @torch.no_grad()
-def embed_images(model: SSLMethod, recipe: Recipe, images: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+def embed_images(
+    model: SSLMethod, recipe: Recipe, images: torch.Tensor, batch_size: int = 1024
+) -> np.ndarray:
     """Pooled encoder features of uint8 images, in eval mode.
 
     Args:
@@ -25,6 +27,9 @@ def embed_images(model: SSLMethod, recipe: Recipe, images: torch.Tensor, batch_s
     """
     was_training = model.training
     model.eval()
-    out = [model.embed(preprocess(recipe, images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    out = [
+        model.embed(preprocess(recipe, images[i : i + batch_size]))
+        for i in range(0, len(images), batch_size)
+    ]
     model.train(was_training)
     return torch.cat(out).numpy()

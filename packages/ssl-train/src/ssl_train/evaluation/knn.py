@@ -42,13 +42,20 @@ def knn_predict(
     bank = F.normalize(torch.as_tensor(np.asarray(train_embeddings), dtype=torch.float32), dim=1)
     labels = torch.as_tensor(np.asarray(train_labels), dtype=torch.int64)
     queries = F.normalize(torch.as_tensor(np.asarray(test_embeddings), dtype=torch.float32), dim=1)
-    if bank.ndim != 2 or queries.ndim != 2 or bank.shape[1] != queries.shape[1] or labels.shape != (bank.shape[0],):
+    if (
+        bank.ndim != 2
+        or queries.ndim != 2
+        or bank.shape[1] != queries.shape[1]
+        or labels.shape != (bank.shape[0],)
+    ):
         raise ValueError(
             f"need train (N, D), labels (N,), test (M, D); got {tuple(bank.shape)}, "
             f"{tuple(labels.shape)}, {tuple(queries.shape)}"
         )
     if k < 1 or temperature <= 0:
-        raise ValueError(f"k must be >= 1 and temperature > 0, got k={k}, temperature={temperature}")
+        raise ValueError(
+            f"k must be >= 1 and temperature > 0, got k={k}, temperature={temperature}"
+        )
     c = int(num_classes if num_classes is not None else labels.max().item() + 1)
     k = min(k, bank.shape[0])
     out = []
@@ -72,5 +79,12 @@ def knn_top1(
 ) -> float:
     """kNN top-1 accuracy in [0, 1] (see :func:`knn_predict` for the arguments)."""
     num_classes = int(max(np.max(np.asarray(train_labels)), np.max(np.asarray(test_labels))) + 1)
-    pred = knn_predict(train_embeddings, train_labels, test_embeddings, k=k, temperature=temperature, num_classes=num_classes)
+    pred = knn_predict(
+        train_embeddings,
+        train_labels,
+        test_embeddings,
+        k=k,
+        temperature=temperature,
+        num_classes=num_classes,
+    )
     return float((pred == np.asarray(test_labels)).mean())
