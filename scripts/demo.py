@@ -142,7 +142,7 @@ def main() -> int:
                 name,
                 "--version",
                 "1",
-                "--force",
+                "--overwrite",
             ]
         )
     bundle = json.loads((repo / MODEL / "1" / "bundle.json").read_text())

@@ -37,7 +37,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             {
                 "run": str(output),
                 "steps": result.steps,
-                "final_loss": round(result.final_loss, 4),
+                "final_loss": round(result.final_loss, 4) if result.steps else None,
                 "images_per_s": round(result.images_per_s, 1),
                 "seconds": round(result.seconds, 1),
                 "checkpoint": str(result.checkpoint),
