@@ -80,9 +80,8 @@ class Trainer:
         if n < batch:
             raise SslTrainError(f"dataset has {n} images, fewer than budget.batch_size={batch}")
         per_epoch = n // batch  # the last partial batch of an epoch is dropped
-        total = (
-            r.budget.steps if r.budget.steps is not None else math.ceil(r.budget.epochs * per_epoch)
-        )  # type: ignore[operator]
+        epochs = r.budget.epochs or 0.0  # the recipe sets exactly one of steps and epochs
+        total = r.budget.steps if r.budget.steps is not None else math.ceil(epochs * per_epoch)
         views = build_views(r)
         model = build_model(r)
         optimizer = build_optimizer(model, r.optimizer)
