@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
+
 from ssl_data import load_fashion_mnist
 from ssl_data.datasets import fashion_mnist_root
 from ssl_serve.client import EmbeddingClient
-from tqdm import tqdm
 
 RECIPE = "fashion_mnist_simclr"
 MODEL, RANDOM_MODEL = "fashion-mnist-simclr", "fashion-mnist-random-init"

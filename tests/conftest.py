@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from ssl_data.datasets import bundled_sample_root
 from ssl_train.recipes import shipped_recipes
 

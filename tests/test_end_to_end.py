@@ -14,6 +14,7 @@ import torch
 from helpers import cli
 from PIL import Image
 from safetensors.torch import load_file
+
 from ssl_data import load_fashion_mnist
 from ssl_data.datasets import bundled_sample_root
 from ssl_serve.client import EmbeddingClient

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from ssl_data import DatasetNotFoundError, load_fashion_mnist
 from ssl_data.datasets import bundled_sample_root
 from ssl_data.datasets.fashion_mnist import DEBIAN_ROOT

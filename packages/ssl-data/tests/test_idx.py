@@ -3,6 +3,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from ssl_data import CorruptFileError, read_idx
 
 

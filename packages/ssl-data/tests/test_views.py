@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from ssl_data import SimCLRView, load_fashion_mnist, uniform
 from ssl_data.datasets import bundled_sample_root
 from ssl_data.transforms import brightness_contrast, normalize, resized_crop_flip, sample_crop_boxes

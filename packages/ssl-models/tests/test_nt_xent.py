@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from ssl_models import NTXentLoss
 
 

@@ -1,4 +1,5 @@
 import pytest
+
 from ssl_data.datasets import bundled_sample_root
 from ssl_train import recipe_from_dict
 

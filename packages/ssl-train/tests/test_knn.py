@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from ssl_train.evaluation import knn_predict, knn_top1
 
 

@@ -1,5 +1,6 @@
 import pytest
 import yaml
+
 from ssl_train import RecipeError, load_recipe, recipe_from_dict
 from ssl_train.recipes import shipped_recipes
 

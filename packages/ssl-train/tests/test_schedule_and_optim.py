@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from ssl_train.optim import parameter_groups
 from ssl_train.schedule import warmup_cosine
 

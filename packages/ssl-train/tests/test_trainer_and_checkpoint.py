@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from ssl_train import CheckpointError, recipe_from_dict
 from ssl_train.checkpoint import load_checkpoint, resolve_checkpoint
 from ssl_train.cli import main

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from ssl_data import SimCLRView, as_float_images, load_fashion_mnist, normalize
 
+from ssl_data import SimCLRView, as_float_images, load_fashion_mnist, normalize
 from ssl_train.recipe import Recipe
 
 EXAMPLE_INPUTS = 64

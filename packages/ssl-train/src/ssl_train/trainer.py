@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-import ssl_models
 import torch
 from tqdm import tqdm
 
+import ssl_models
 from ssl_train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from ssl_train.data import build_views, epoch_order, example_inputs, load_images
 from ssl_train.errors import SslTrainError

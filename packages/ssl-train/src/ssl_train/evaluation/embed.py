@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from ssl_models import SSLMethod
 
+from ssl_models import SSLMethod
 from ssl_train.data import preprocess
 from ssl_train.recipe import Recipe
 

@@ -1,0 +1,46 @@
+"""ssl-serve: ONNX embedding bundles and a gRPC server on onnxruntime (no torch at serve time).
+
+The runtime (bundle, repository, preprocess, runtime, server, client) needs onnxruntime,
+grpcio, numpy and Pillow only; `ssl_serve.export` (the `[export]` extra) adds torch.
+"""
+
+from ssl_serve.bundle import Bundle, ImagePreprocessing, TensorSpec, read_bundle, write_bundle
+from ssl_serve.client import EmbeddingClient, ModelInfo
+from ssl_serve.errors import (
+    BundleError,
+    CheckpointError,
+    ExportValidationError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    RemoteError,
+    RequestTooLargeError,
+    SslServeError,
+    UnsupportedModalityError,
+)
+from ssl_serve.repository import ModelEntry, ModelRepository
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bundle",
+    "BundleError",
+    "CheckpointError",
+    "EmbeddingClient",
+    "ExportValidationError",
+    "ImagePreprocessing",
+    "InvalidInputError",
+    "ModelEntry",
+    "ModelInfo",
+    "ModelNotFoundError",
+    "ModelNotReadyError",
+    "ModelRepository",
+    "RemoteError",
+    "RequestTooLargeError",
+    "SslServeError",
+    "TensorSpec",
+    "UnsupportedModalityError",
+    "__version__",
+    "read_bundle",
+    "write_bundle",
+]

@@ -1,0 +1,306 @@
+"""The bundle description, `bundle.json` (schema in docs/contracts.md), read and validated.
+
+A bundle is a folder a user can copy anywhere: `model.onnx`, `bundle.json` and the training
+`recipe.yaml`. This module only reads and writes `bundle.json`; it imports neither onnxruntime
+nor torch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ssl_serve.errors import BundleError
+from ssl_serve.json_fields import JsonFields
+
+BUNDLE_FILE = "bundle.json"
+MODEL_FILE = "model.onnx"
+RECIPE_FILE = "recipe.yaml"
+FORMAT_VERSION = 1
+MODALITIES = ("image",)
+RESIZE_FILTERS = ("bilinear", "nearest", "bicubic")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, dtype and shape of one model input or output.
+
+    Attributes:
+        name: Graph input/output name, e.g. "pixel_values".
+        dtype: numpy dtype name, e.g. "float32".
+        shape: Dimensions; a string names a dynamic axis (e.g. "batch"), an int is fixed.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``{"name", "dtype", "shape"}``."""
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """How the server turns an encoded image into the model's input (docs/contracts.md).
+
+    Decode; convert to "L" (1 channel) or "RGB" (3); resize to ``image_size`` with ``resize``
+    filtering when the size differs; multiply by ``scale``; subtract ``mean`` and divide by
+    ``std`` per channel; lay out as NCHW float32.
+
+    Attributes:
+        image_size: Model input (height, width) in pixels.
+        channels: 1 (grayscale) or 3 (RGB).
+        resize: Pillow filter name: "bilinear", "nearest" or "bicubic".
+        scale: Factor applied to the uint8 pixel values, usually 1/255.
+        mean: Per-channel mean subtracted after scaling, ``channels`` values.
+        std: Per-channel standard deviation divided by after the mean, ``channels`` values > 0.
+        layout: Memory layout of the model input; only "NCHW".
+    """
+
+    image_size: tuple[int, int]
+    channels: int
+    resize: str
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    layout: str = "NCHW"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored under ``preprocessing``."""
+        return {
+            "image_size": list(self.image_size),
+            "channels": self.channels,
+            "resize": self.resize,
+            "scale": self.scale,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "layout": self.layout,
+        }
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """The parsed contents of a `bundle.json`.
+
+    Attributes:
+        name: Model name given at export.
+        version: Model version given at export.
+        modality: What the model embeds; this release serves "image" bundles.
+        inputs: The graph inputs; image bundles have one, ``pixel_values (batch, C, H, W)``.
+        outputs: The graph outputs; one, ``embedding (batch, embedding_dim) float32``.
+        embedding_dim: Width D of the embeddings.
+        normalized: Whether the graph L2-normalises the embeddings.
+        preprocessing: Image preprocessing parameters.
+        validation: Export-time parity figures (free-form, e.g. ``max_abs_diff``).
+        provenance: Where the model came from (free-form: recipe hash, checkpoint, versions).
+        format_version: Schema version of `bundle.json`; this release reads 1.
+    """
+
+    name: str
+    version: str
+    modality: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    embedding_dim: int
+    normalized: bool
+    preprocessing: ImagePreprocessing
+    validation: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | Path = BUNDLE_FILE) -> Bundle:
+        """Validate a decoded `bundle.json`.
+
+        Args:
+            data: The decoded JSON object.
+            source: File named in error messages.
+
+        Returns:
+            The bundle.
+
+        Raises:
+            BundleError: A key is missing, unknown, of the wrong type or inconsistent with
+                another (the message names the file, the key and the bad value).
+        """
+        r = _BundleReader(source)
+        top = r.mapping(data, "", required=_TOP_KEYS, optional=("validation", "provenance"))
+        version = r.typed(top, "format_version", int)
+        if version != FORMAT_VERSION:
+            r.fail("format_version", f"is {version}; this ssl-serve reads {FORMAT_VERSION}")
+        modality = r.typed(top, "modality", str)
+        if modality not in MODALITIES:
+            r.fail("modality", f"is {modality!r}; this ssl-serve serves {list(MODALITIES)}")
+        inputs = r.specs(top, "inputs")
+        outputs = r.specs(top, "outputs")
+        dim = r.typed(top, "embedding_dim", int)
+        if dim <= 0:
+            r.fail("embedding_dim", f"must be > 0, got {dim}")
+        prep = r.image_preprocessing(top["preprocessing"])
+        bundle = cls(
+            name=r.typed(top, "name", str),
+            version=r.typed(top, "version", str),
+            modality=modality,
+            inputs=inputs,
+            outputs=outputs,
+            embedding_dim=dim,
+            normalized=r.typed(top, "normalized", bool),
+            preprocessing=prep,
+            validation=dict(r.typed(top, "validation", dict, default={})),
+            provenance=dict(r.typed(top, "provenance", dict, default={})),
+            format_version=version,
+        )
+        r.check_consistency(bundle)
+        return bundle
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form; ``Bundle.from_dict(b.to_dict()) == b``."""
+        return {
+            "format_version": self.format_version,
+            "name": self.name,
+            "version": self.version,
+            "modality": self.modality,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+            "embedding_dim": self.embedding_dim,
+            "normalized": self.normalized,
+            "preprocessing": self.preprocessing.to_dict(),
+            "validation": dict(self.validation),
+            "provenance": dict(self.provenance),
+        }
+
+    def to_json(self) -> str:
+        """`bundle.json` text: indented JSON with a final newline."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @property
+    def input(self) -> TensorSpec:
+        """The single graph input (image bundles have exactly one)."""
+        return self.inputs[0]
+
+    @property
+    def output(self) -> TensorSpec:
+        """The single graph output, the embeddings."""
+        return self.outputs[0]
+
+
+def read_bundle(path: str | Path) -> Bundle:
+    """Read and validate a `bundle.json`.
+
+    Args:
+        path: The bundle folder, or the `bundle.json` file itself.
+
+    Returns:
+        The validated bundle.
+
+    Raises:
+        BundleError: The file is missing, is not JSON, or fails validation.
+    """
+    file = Path(path)
+    if file.is_dir():
+        file = file / BUNDLE_FILE
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(file, f"missing; a bundle folder holds {BUNDLE_FILE}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(file, f"cannot read it as JSON: {e}") from e
+    return Bundle.from_dict(data, source=file)
+
+
+def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
+    """Write ``bundle`` as ``<folder>/bundle.json`` and return that path (folder must exist)."""
+    file = Path(folder) / BUNDLE_FILE
+    file.write_text(bundle.to_json(), encoding="utf-8")
+    return file
+
+
+_TOP_KEYS = (
+    "format_version",
+    "name",
+    "version",
+    "modality",
+    "inputs",
+    "outputs",
+    "embedding_dim",
+    "normalized",
+    "preprocessing",
+)
+_P = "preprocessing."
+_PREP_KEYS = ("image_size", "channels", "resize", "scale", "mean", "std", "layout")
+
+
+class _BundleReader(JsonFields):
+    """Reads the bundle-specific parts of bundle.json (see :class:`JsonFields`)."""
+
+    def specs(self, top: Mapping[str, Any], key: str) -> tuple[TensorSpec, ...]:
+        value = top[key]
+        if not isinstance(value, list) or len(value) != 1:
+            self.fail(key, f"must list exactly one tensor, got {value!r}")
+        spec = self.mapping(value[0], f"{key}[0]", required=("name", "dtype", "shape"))
+        shape = spec["shape"]
+        if not isinstance(shape, list) or not all(
+            isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
+            for d in shape
+        ):
+            self.fail(f"{key}[0].shape", f"must list axis names or sizes > 0, got {shape!r}")
+        return (
+            TensorSpec(
+                self.typed(spec, "name", str, prefix=f"{key}[0]."),
+                self.typed(spec, "dtype", str, prefix=f"{key}[0]."),
+                tuple(shape),
+            ),
+        )
+
+    def image_preprocessing(self, value: Any) -> ImagePreprocessing:
+        prep = self.mapping(value, "preprocessing", required=_PREP_KEYS)
+        size = self.numbers(prep, "image_size", int, _P)
+        if len(size) != 2 or min(size) <= 0:
+            self.fail("preprocessing.image_size", f"must be [height, width] > 0, got {size}")
+        channels = self.typed(prep, "channels", int, prefix=_P)
+        if channels not in (1, 3):
+            self.fail("preprocessing.channels", f"must be 1 or 3, got {channels}")
+        mean = self.numbers(prep, "mean", float, _P)
+        std = self.numbers(prep, "std", float, _P)
+        for name, values in (("mean", mean), ("std", std)):
+            if len(values) != channels:
+                self.fail(
+                    f"preprocessing.{name}", f"has {len(values)} values for {channels} channels"
+                )
+        if min(std) <= 0:
+            self.fail("preprocessing.std", f"must be > 0, got {list(std)}")
+        resize = self.typed(prep, "resize", str, prefix=_P)
+        if resize not in RESIZE_FILTERS:
+            self.fail("preprocessing.resize", f"is {resize!r}; known: {list(RESIZE_FILTERS)}")
+        layout = self.typed(prep, "layout", str, prefix=_P)
+        if layout != "NCHW":
+            self.fail("preprocessing.layout", f"is {layout!r}; only 'NCHW' is supported")
+        return ImagePreprocessing(
+            image_size=(size[0], size[1]),
+            channels=channels,
+            resize=resize,
+            scale=self.typed(prep, "scale", float, prefix=_P),
+            mean=mean,
+            std=std,
+            layout=layout,
+        )
+
+    def check_consistency(self, b: Bundle) -> None:
+        p = b.preprocessing
+        expected = [p.channels, *p.image_size]
+        if b.input.dtype != "float32" or list(b.input.shape[1:]) != expected:
+            self.fail(
+                "inputs[0]",
+                f"is {b.input.dtype} {list(b.input.shape)}; preprocessing makes float32 "
+                f"['batch', {', '.join(map(str, expected))}]",
+            )
+        if b.output.dtype != "float32" or list(b.output.shape[1:]) != [b.embedding_dim]:
+            self.fail(
+                "outputs[0]",
+                f"is {b.output.dtype} {list(b.output.shape)}; embedding_dim {b.embedding_dim} "
+                f"needs float32 ['batch', {b.embedding_dim}]",
+            )

@@ -1,0 +1,250 @@
+"""The `ssl-serve` command: serve, embed, models, export.
+
+Only `export` needs torch (the `ssl-serve[export]` extra); it is imported when that subcommand
+runs, so the other subcommands work on a serving box without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ssl_serve import __version__
+from ssl_serve.errors import SslServeError
+
+MIB = 1024 * 1024
+_EXPORT_MODULES = {"torch", "onnx", "ssl_models", "safetensors", "yaml"}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ssl_serve.server import EmbeddingServer, ServerConfig, run_until_signal
+
+    config = ServerConfig(
+        repository=args.repository,
+        host=args.host,
+        port=args.port,
+        intra_op_threads=args.threads,
+        max_batch_size=args.max_batch_size,
+        max_message_bytes=int(args.max_message_mb * MIB),
+        workers=args.workers,
+        max_concurrent_rpcs=args.max_concurrent_rpcs,
+        grace_s=args.grace_s,
+    )
+    server = EmbeddingServer(config)
+    server.start()
+    print(f"ssl-serve listening on {server.address}", flush=True)
+    run_until_signal(server)
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ssl_serve.client import EmbeddingClient
+
+    images = [Path(f).read_bytes() for f in args.files]
+    with EmbeddingClient(args.target, timeout_s=args.timeout_s) as client:
+        embeddings = client.embed_images(
+            args.model, images, version=args.version, batch_size=args.batch_size
+        )
+    np.save(args.output, embeddings)
+    print(f"wrote {args.output}: {embeddings.shape} {embeddings.dtype}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from ssl_serve.client import EmbeddingClient
+
+    with EmbeddingClient(args.target, timeout_s=args.timeout_s) as client:
+        models = client.list_models()
+    if args.json:
+        print(json.dumps([m.__dict__ for m in models], indent=2))
+        return 0
+    rows = [("NAME", "VERSION", "MODALITY", "DIM", "READY")]
+    rows += [(m.name, m.version, m.modality, str(m.embedding_dim), str(m.ready)) for m in models]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    try:
+        from ssl_serve.export import export_checkpoint
+    except ImportError as e:
+        if (e.name or "").split(".")[0] in _EXPORT_MODULES:
+            print(
+                f"ssl-serve: error: export needs {e.name}, which is not installed; "
+                "install ssl-serve[export] (pip install 'ssl-serve[export]')",
+                file=sys.stderr,
+            )
+            return 1
+        raise
+    output = args.output or Path(args.repository) / args.name / args.version
+    bundle = export_checkpoint(
+        args.checkpoint,
+        output,
+        name=args.name,
+        version=args.version,
+        tolerance=args.tolerance,
+        opset=args.opset,
+        overwrite=args.overwrite,
+    )
+    v = bundle["validation"]
+    print(f"exported {bundle['name']}/{bundle['version']} to {output}")
+    print(
+        f"validation on {v['num_inputs']} real inputs at batch sizes {v['batch_sizes']}: "
+        f"max_abs_diff={v['max_abs_diff']:.3g} min_cosine={v['min_cosine']:.9f} "
+        f"max_norm_error={v['max_norm_error']:.3g} "
+        f"preprocessing_max_abs_diff={v['preprocessing_max_abs_diff']:.3g} "
+        f"(tolerance {v['tolerance']:g})"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `ssl-serve` (one subparser per subcommand)."""
+    parser = argparse.ArgumentParser(
+        prog="ssl-serve",
+        description="Serve ONNX embedding bundles over gRPC, call such a server, and export "
+        "training checkpoints as bundles.",
+    )
+    parser.add_argument("--version", action="version", version=f"ssl-serve {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", help="logging level on stderr (default: %(default)s)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "serve",
+        help="serve a model repository over gRPC",
+        description="Load every <name>/<version>/ bundle of a model repository, warm it up, "
+        "and serve ssl_serve.v1.EmbeddingService, grpc.health.v1 and server reflection. Prints "
+        "'ssl-serve listening on HOST:PORT' once serving; SIGTERM/SIGINT drain and stop it.",
+    )
+    p.add_argument("--repository", type=Path, required=True, help="model repository folder")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default: %(default)s)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=50051,
+        help="TCP port; 0 picks a free one (default: %(default)s)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="onnxruntime intra-op threads per model (default: available CPUs, at most 8)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=8, help="RPC handler threads (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=256,
+        help="largest batch per onnxruntime run; larger requests run in chunks "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-message-mb",
+        type=float,
+        default=64.0,
+        help="largest request/response message in MiB (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-concurrent-rpcs",
+        type=int,
+        default=64,
+        help="RPCs in flight before RESOURCE_EXHAUSTED (default: %(default)s)",
+    )
+    p.add_argument(
+        "--grace-s",
+        type=float,
+        default=10.0,
+        help="seconds in-flight RPCs get to finish on shutdown (default: %(default)s)",
+    )
+    p.set_defaults(func=_serve)
+
+    def add_target(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--target", required=True, help="server address HOST:PORT")
+        p.add_argument(
+            "--timeout-s", type=float, default=30.0, help="per-call deadline (default: %(default)s)"
+        )
+
+    p = sub.add_parser(
+        "embed",
+        help="embed image files with a served model",
+        description="Send PNG/JPEG files to a server and save their embeddings, (N, D) float32 "
+        "in file order, as a .npy file.",
+    )
+    add_target(p)
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--version", default="", help="model version (default: the highest)")
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="images per request (default: %(default)s)"
+    )
+    p.add_argument("--output", type=Path, required=True, help="output .npy file")
+    p.add_argument("files", nargs="+", metavar="FILE", help="PNG or JPEG image files")
+    p.set_defaults(func=_embed)
+
+    p = sub.add_parser(
+        "models",
+        help="list the models a server holds",
+        description="List every model version a server holds (name, version, modality, "
+        "embedding dimension, readiness).",
+    )
+    add_target(p)
+    p.add_argument("--json", action="store_true", help="print JSON, bundle.json included")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser(
+        "export",
+        help="export a training checkpoint as a bundle (needs ssl-serve[export])",
+        description="Export a checkpoint's encoder (pooled output, L2-normalised in the graph) "
+        "to ONNX, validate it with onnxruntime against PyTorch on the checkpoint's real "
+        "example inputs, and write model.onnx, bundle.json and recipe.yaml atomically.",
+    )
+    p.add_argument(
+        "checkpoint",
+        type=Path,
+        help="run folder, its checkpoints/ folder (follows 'latest') or a step folder",
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--repository", type=Path, help="write REPOSITORY/NAME/VERSION")
+    where.add_argument("--output", type=Path, help="write this bundle folder")
+    p.add_argument("--name", required=True, help="model name (a folder name)")
+    p.add_argument("--version", default="1", help="model version (default: %(default)s)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="largest accepted |onnxruntime - PyTorch| (default: %(default)s)",
+    )
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+    p.set_defaults(func=_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `ssl-serve`; returns the exit status (0 ok, 1 error, 2 usage)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except (SslServeError, FileExistsError, FileNotFoundError) as e:
+        print(f"ssl-serve: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

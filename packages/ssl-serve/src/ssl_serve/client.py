@@ -1,0 +1,259 @@
+"""A Python client for an ssl-serve server (grpcio and numpy; no torch).
+
+Every failed call raises :class:`~ssl_serve.errors.RemoteError`, which carries the gRPC status
+code (``error.code``, a ``grpc.StatusCode``) and the server's message (``error.details``); the
+original ``grpc.RpcError`` is its ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ssl_serve.errors import InvalidInputError, RemoteError, SslServeError
+from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the server says about one model version (the proto's ModelMetadata).
+
+    Attributes:
+        name: Model name.
+        version: Model version.
+        modality: "image", "text" or "audio".
+        embedding_dim: Width D of the embeddings.
+        ready: Whether the server has loaded and warmed it.
+        bundle: The bundle's `bundle.json`, decoded.
+    """
+
+    name: str
+    version: str
+    modality: str
+    embedding_dim: int
+    ready: bool
+    bundle: dict[str, Any]
+
+    @classmethod
+    def from_proto(cls, m: embedding_pb2.ModelMetadata) -> ModelInfo:
+        """Convert the proto message (decoding its ``bundle_json``)."""
+        bundle = json.loads(m.bundle_json) if m.bundle_json else {}
+        return cls(m.name, m.version, m.modality, int(m.embedding_dim), bool(m.ready), bundle)
+
+
+class EmbeddingClient:
+    """Calls an ssl-serve server's EmbeddingService and health service.
+
+    Use as a context manager (or call :meth:`close`) to close the channel.
+
+    Args:
+        target: Server address, "host:port" (gRPC target syntax, e.g. "dns:///host:port").
+        timeout_s: Deadline of each call, in seconds.
+        max_message_bytes: Largest message sent or received, in bytes; keep it at or below
+            the server's ``--max-message-mb``.
+
+    Example:
+        >>> with EmbeddingClient("127.0.0.1:50051") as client:  # doctest: +SKIP
+        ...     emb = client.embed_images("fashion-mnist", [open("a.png", "rb").read()])
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout_s: float = 30.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        self.target = target
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        self._stub = embedding_pb2_grpc.EmbeddingServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    def embed(
+        self, request: embedding_pb2.EmbedRequest
+    ) -> tuple[np.ndarray, embedding_pb2.EmbedResponse]:
+        """Send one EmbedRequest as it is.
+
+        Args:
+            request: The request (model, inputs, optional request id).
+
+        Returns:
+            ``(N, D) float32`` embeddings and the full response (timing, usage, request id).
+
+        Raises:
+            RemoteError: The call failed (status code and message inside).
+            SslServeError: The response's shape and byte count disagree.
+        """
+        response = self._call(self._stub.Embed, request)
+        return _embeddings(response), response
+
+    def embed_images(
+        self,
+        model: str,
+        images: Sequence[bytes],
+        *,
+        version: str = "",
+        batch_size: int = 256,
+    ) -> np.ndarray:
+        """Embed encoded images, ``batch_size`` per request.
+
+        Args:
+            model: Model name.
+            images: N PNG or JPEG files' bytes; the server converts size and channel count.
+            version: Model version; "" selects the highest.
+            batch_size: Images per request (>= 1).
+
+        Returns:
+            ``(N, D) float32`` embeddings in input order (``(0, D)`` when ``images`` is empty).
+
+        Raises:
+            ValueError: ``batch_size`` < 1.
+            RemoteError: A call failed; for a bad image the code is INVALID_ARGUMENT and the
+                message names the image's index within its request (when the images took
+                several requests, the message starts with that request's range of indices).
+        """
+        inputs = [embedding_pb2.Input(image=bytes(b)) for b in images]
+        return self._embed_inputs(model, inputs, version=version, batch_size=batch_size)
+
+    def embed_tensors(
+        self, model: str, tensors: np.ndarray, *, version: str = "", batch_size: int = 256
+    ) -> np.ndarray:
+        """Embed already preprocessed model inputs (fed to the model as they are).
+
+        Args:
+            model: Model name.
+            tensors: ``(N, C, H, W) float32``, preprocessed as the bundle says.
+            version: Model version; "" selects the highest.
+            batch_size: Inputs per request (>= 1).
+
+        Returns:
+            ``(N, D) float32`` embeddings in input order.
+
+        Raises:
+            ValueError: ``batch_size`` < 1.
+            InvalidInputError: ``tensors`` is not a 4-D array.
+            RemoteError: A call failed.
+        """
+        x = np.asarray(tensors, dtype="<f4")
+        if x.ndim != 4:
+            raise InvalidInputError(f"tensors must be (N, C, H, W), got shape {x.shape}")
+        inputs = [
+            embedding_pb2.Input(
+                tensor=embedding_pb2.Tensor(dtype="float32", shape=t.shape, data=t.tobytes())
+            )
+            for t in x
+        ]
+        return self._embed_inputs(model, inputs, version=version, batch_size=batch_size)
+
+    def list_models(self) -> list[ModelInfo]:
+        """Every model version the server holds."""
+        response = self._call(self._stub.ListModels, embedding_pb2.ListModelsRequest())
+        return [ModelInfo.from_proto(m) for m in response.models]
+
+    def get_model(self, name: str, version: str = "") -> ModelInfo:
+        """One model version ("" = highest); RemoteError with NOT_FOUND when there is none."""
+        request = embedding_pb2.GetModelRequest(model_name=name, model_version=version)
+        return ModelInfo.from_proto(self._call(self._stub.GetModel, request))
+
+    def wait_until_serving(self, timeout_s: float = 30.0, *, model: str = "") -> None:
+        """Poll grpc.health.v1 until the server (or one model) reports SERVING.
+
+        Args:
+            timeout_s: Seconds to wait in all.
+            model: Model name to wait for; "" waits for the whole server.
+
+        Raises:
+            TimeoutError: Not SERVING within ``timeout_s`` (the message says the last answer).
+        """
+        deadline = time.monotonic() + timeout_s
+        last = "no answer"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"{self.target} {'model ' + repr(model) if model else 'server'} not SERVING "
+                    f"after {timeout_s} s (last: {last})"
+                )
+            try:
+                response = self._health.Check(
+                    health_pb2.HealthCheckRequest(service=model), timeout=min(remaining, 2.0)
+                )
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+            except grpc.RpcError as e:
+                last = f"{e.code().name}: {e.details()}"
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> EmbeddingClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _embed_inputs(
+        self, model: str, inputs: list[embedding_pb2.Input], *, version: str, batch_size: int
+    ) -> np.ndarray:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not inputs:
+            return np.zeros((0, self.get_model(model, version).embedding_dim), dtype=np.float32)
+        parts = []
+        for start in range(0, len(inputs), batch_size):
+            chunk = inputs[start : start + batch_size]
+            request = embedding_pb2.EmbedRequest(
+                model_name=model, model_version=version, inputs=chunk
+            )
+            try:
+                parts.append(self.embed(request)[0])
+            except RemoteError as e:
+                if start == 0 and len(chunk) == len(inputs):
+                    raise
+                # The server numbers inputs within its request; say which request that was.
+                where = f"request with inputs {start}..{start + len(chunk) - 1}"
+                raise RemoteError(e.code, f"{where}: {e.details}") from e.__cause__
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def _call(self, method: Callable[..., _T], request: Any) -> _T:
+        try:
+            return method(request, timeout=self.timeout_s)
+        except grpc.RpcError as e:
+            raise RemoteError(e.code(), e.details() or "") from e
+
+
+def _embeddings(response: embedding_pb2.EmbedResponse) -> np.ndarray:
+    shape = tuple(int(d) for d in response.shape)
+    if len(shape) != 2 or len(response.embeddings) != shape[0] * shape[1] * 4:
+        raise SslServeError(
+            f"server sent {len(response.embeddings)} bytes of embeddings for shape {list(shape)}"
+        )
+    return np.frombuffer(response.embeddings, dtype="<f4").reshape(shape).astype(np.float32)

@@ -1,0 +1,174 @@
+"""`export_checkpoint`: a training checkpoint to a validated bundle folder, written atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssl_serve.bundle import MODEL_FILE, RECIPE_FILE, Bundle, TensorSpec, write_bundle
+from ssl_serve.errors import InvalidInputError
+from ssl_serve.export.checkpoint import Checkpoint, load_checkpoint
+from ssl_serve.export.onnx_graph import INPUT_NAME, OUTPUT_NAME, EmbeddingModel, export_onnx
+from ssl_serve.export.validate import validate_export
+
+# Model names and versions become folder names in a repository.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    output: str | Path,
+    *,
+    name: str,
+    version: str = "1",
+    tolerance: float = 1e-4,
+    opset: int = 17,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Export a checkpoint's encoder (pooled output, L2-normalised in the graph) as a bundle.
+
+    Reads the checkpoint (docs/contracts.md), rebuilds the encoder with
+    ``ssl_models.build_encoder(recipe["encoder"])`` and loads its ``encoder.`` weights
+    strictly; exports encoder + L2 normalisation to ONNX with a dynamic batch axis; validates
+    onnxruntime against PyTorch on the checkpoint's real example inputs at batch sizes other
+    than the export's (all N, 7, 1), and the server's preprocessing of the raw example images
+    against the training ``pixel_values``; then writes ``model.onnx``, ``bundle.json`` and
+    ``recipe.yaml`` into a hidden temporary folder beside ``output`` and renames it into
+    place, so ``output`` is either complete or absent.
+
+    Args:
+        checkpoint: A run folder, its ``checkpoints/`` folder (follows ``latest``) or a step
+            folder.
+        output: The bundle folder to create, e.g. ``<repository>/<name>/<version>``.
+        name: Model name recorded in bundle.json (letters, digits, ".", "_", "-").
+        version: Model version recorded in bundle.json (same characters).
+        tolerance: Largest accepted max abs difference (and 1 - min cosine) between
+            onnxruntime and PyTorch embeddings.
+        opset: ONNX opset version.
+        overwrite: Replace ``output`` when it exists (atomically); otherwise that is an error.
+
+    Returns:
+        The bundle.json contents written (validation figures under ``"validation"``).
+
+    Raises:
+        InvalidInputError: ``name`` or ``version`` is not a valid folder name.
+        FileExistsError: ``output`` exists and ``overwrite`` is False.
+        CheckpointError: The checkpoint cannot be read or does not fit its encoder.
+        ExportValidationError: onnxruntime disagrees with PyTorch beyond ``tolerance``, or the
+            recipe's preprocessing does not reproduce the checkpoint's inputs; nothing is
+            written then.
+    """
+    for label, value in (("name", name), ("version", version)):
+        if not _NAME.fullmatch(value):
+            raise InvalidInputError(
+                f"{label} {value!r} must start with a letter or digit and hold only letters, "
+                "digits, '.', '_' and '-' (it becomes a folder name)"
+            )
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
+    ckpt = load_checkpoint(checkpoint)
+    model = EmbeddingModel(ckpt.encoder).eval()
+    n = len(ckpt.pixel_values)
+    batch_sizes = list(dict.fromkeys((n, min(7, n), 1)))
+    export_batch = next(b for b in range(2, n + 3) if b not in batch_sizes)
+    # Repeat the real examples when there are fewer than the export batch needs.
+    example = torch.from_numpy(ckpt.pixel_values[[i % n for i in range(export_batch)]])
+
+    def write(folder: Path) -> dict[str, Any]:
+        onnx_path = folder / MODEL_FILE
+        export_onnx(model, example, onnx_path, opset=opset)
+        validation = validate_export(
+            onnx_path,
+            model,
+            ckpt.pixel_values,
+            ckpt.images,
+            ckpt.preprocessing,
+            batch_sizes=batch_sizes,
+            tolerance=tolerance,
+        )
+        bundle = _bundle(ckpt, model.output_dim, name, version, validation, opset)
+        write_bundle(bundle, folder)
+        (folder / RECIPE_FILE).write_bytes(ckpt.recipe_bytes)
+        return bundle.to_dict()
+
+    return _write_atomically(output, write, overwrite=overwrite)
+
+
+def _bundle(
+    ckpt: Checkpoint,
+    dim: int,
+    name: str,
+    version: str,
+    validation: dict[str, Any],
+    opset: int,
+) -> Bundle:
+    prep = ckpt.preprocessing
+    return Bundle(
+        name=name,
+        version=version,
+        modality="image",
+        inputs=(TensorSpec(INPUT_NAME, "float32", ("batch", prep.channels, *prep.image_size)),),
+        outputs=(TensorSpec(OUTPUT_NAME, "float32", ("batch", dim)),),
+        embedding_dim=dim,
+        normalized=True,
+        preprocessing=prep,
+        validation=validation,
+        provenance={
+            "recipe_sha256": ckpt.recipe_sha256,
+            "checkpoint": ckpt.path.name,
+            "step": ckpt.step,
+            "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "versions": {
+                # Import names as keys, as in docs/contracts.md.
+                **{
+                    d.replace("-", "_"): _version(d)
+                    for d in ("ssl-serve", "ssl-models", "torch", "onnx", "onnxruntime")
+                },
+                "opset": opset,
+            },
+        },
+    )
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _write_atomically(
+    output: Path, write: Callable[[Path], dict[str, Any]], *, overwrite: bool
+) -> dict[str, Any]:
+    """Run ``write`` into a hidden folder beside ``output``, then rename it to ``output``."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        result = write(tmp)
+        if output.exists():
+            if not overwrite:
+                raise FileExistsError(f"{output} appeared while exporting; not replaced")
+            old = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
+            output.rename(old)
+            try:
+                tmp.rename(output)
+            except BaseException:
+                old.rename(output)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(output)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result

@@ -1,0 +1,115 @@
+"""Export validation: onnxruntime against PyTorch, and server preprocessing against training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssl_serve.bundle import ImagePreprocessing
+from ssl_serve.errors import ExportValidationError
+from ssl_serve.export.onnx_graph import INPUT_NAME, OUTPUT_NAME
+from ssl_serve.preprocess import normalize_pixels
+from ssl_serve.runtime import OnnxEmbedder
+
+
+def compare_embeddings(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Agreement of two embedding matrices.
+
+    Args:
+        reference: ``(N, D) float32``, e.g. PyTorch's output.
+        candidate: ``(N, D) float32``, e.g. onnxruntime's output.
+
+    Returns:
+        ``max_abs_diff`` (largest elementwise difference), ``min_cosine`` (smallest row-wise
+        cosine similarity) and ``max_norm_error`` (largest | ||candidate row||_2 - 1 |).
+    """
+    ref = reference.astype(np.float64)
+    cand = candidate.astype(np.float64)
+    norms = np.linalg.norm(cand, axis=1)
+    cosine = (ref * cand).sum(axis=1) / np.maximum(np.linalg.norm(ref, axis=1) * norms, 1e-30)
+    return {
+        "max_abs_diff": float(np.abs(ref - cand).max()),
+        "min_cosine": float(cosine.min()),
+        "max_norm_error": float(np.abs(norms - 1.0).max()),
+    }
+
+
+def validate_export(
+    onnx_path: Path,
+    model: nn.Module,
+    pixel_values: np.ndarray,
+    images: np.ndarray,
+    preprocessing: ImagePreprocessing,
+    *,
+    batch_sizes: Sequence[int],
+    tolerance: float = 1e-4,
+) -> dict[str, Any]:
+    """Check an exported bundle against the PyTorch model on real example inputs.
+
+    Two checks: (1) the server's preprocessing of the raw ``images`` reproduces the
+    ``pixel_values`` training fed the encoder (so bundle.json's preprocessing matches
+    training); (2) onnxruntime, run on ``pixel_values`` in chunks of each batch size, matches
+    PyTorch run on all of them at once, and its rows have unit norm.
+
+    Args:
+        onnx_path: The exported ``model.onnx``.
+        model: The exported PyTorch module (encoder + normalisation), eval mode.
+        pixel_values: ``(N, C, H, W) float32`` preprocessed example inputs.
+        images: ``(N, H, W, C) uint8`` the same images before preprocessing.
+        preprocessing: The bundle's preprocessing parameters.
+        batch_sizes: Chunk sizes for onnxruntime; choose ones that differ from the export's.
+        tolerance: Largest accepted max_abs_diff, 1 - min_cosine and norm error.
+
+    Returns:
+        The bundle's ``validation`` figures: ``max_abs_diff``, ``min_cosine``,
+        ``max_norm_error``, ``preprocessing_max_abs_diff``, ``tolerance``, ``num_inputs``,
+        ``batch_sizes``.
+
+    Raises:
+        ExportValidationError: A figure is beyond ``tolerance`` (the message names it; the
+            figures are in ``error.figures``).
+    """
+    served = normalize_pixels(images, preprocessing)
+    figures: dict[str, Any] = {
+        "preprocessing_max_abs_diff": float(np.abs(served - pixel_values).max()),
+    }
+    with torch.inference_mode():
+        reference = model.eval()(torch.from_numpy(pixel_values)).numpy()
+    embedder = OnnxEmbedder(onnx_path, input_name=INPUT_NAME, output_name=OUTPUT_NAME)
+    worst: dict[str, float] = {"max_abs_diff": 0.0, "min_cosine": 1.0, "max_norm_error": 0.0}
+    for size in batch_sizes:
+        embedder.max_batch_size = size
+        f = compare_embeddings(reference, embedder.embed(pixel_values))
+        worst["max_abs_diff"] = max(worst["max_abs_diff"], f["max_abs_diff"])
+        worst["min_cosine"] = min(worst["min_cosine"], f["min_cosine"])
+        worst["max_norm_error"] = max(worst["max_norm_error"], f["max_norm_error"])
+    figures = {
+        **worst,
+        **figures,
+        "tolerance": tolerance,
+        "num_inputs": len(pixel_values),
+        "batch_sizes": list(batch_sizes),
+    }
+    failures = [
+        f"{k} = {figures[k]:.3g} > tolerance {tolerance:g}"
+        for k in ("max_abs_diff", "max_norm_error", "preprocessing_max_abs_diff")
+        if not figures[k] <= tolerance
+    ]
+    if not figures["min_cosine"] >= 1.0 - tolerance:
+        failures.append(f"min_cosine = {figures['min_cosine']:.8f} < 1 - tolerance")
+    if failures:
+        hint = (
+            " (preprocessing: the recipe's data.mean/std/channels do not reproduce the "
+            "checkpoint's pixel_values)"
+            if "preprocessing_max_abs_diff" in " ".join(failures)
+            else ""
+        )
+        raise ExportValidationError(
+            f"{onnx_path} failed validation: {'; '.join(failures)}{hint}", figures
+        )
+    return figures

@@ -1,0 +1,148 @@
+"""The model repository: `<repository>/<model name>/<version>/` folders, each holding a bundle.
+
+Folder names, not the names inside `bundle.json`, decide what a model is served as, so a bundle
+can be copied under another name or version (the way Triton treats its model repository).
+Entries whose name starts with "." are skipped: the exporter builds bundles in such hidden
+temporary folders before renaming them into place.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssl_serve.bundle import BUNDLE_FILE, MODEL_FILE, Bundle, read_bundle
+from ssl_serve.errors import BundleError, ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One version of one model in a repository.
+
+    Attributes:
+        name: Model name (the folder name).
+        version: Version (the folder name).
+        path: The version folder, holding `model.onnx` and `bundle.json`.
+        bundle: The validated `bundle.json`.
+    """
+
+    name: str
+    version: str
+    path: Path
+    bundle: Bundle
+
+    @property
+    def model_path(self) -> Path:
+        """The ONNX file of this version."""
+        return self.path / MODEL_FILE
+
+
+def version_sort_key(version: str) -> tuple[int, int, str]:
+    """Sort key for versions: integers in numeric order, above non-integer names (string order).
+
+    Args:
+        version: A version folder name, e.g. "2", "10" or "2026-11-29".
+
+    Returns:
+        A key where "10" > "9" > "2026-11-29" > "1.0-rc".
+    """
+    if version.isdigit():
+        return (1, int(version), "")
+    return (0, 0, version)
+
+
+class ModelRepository:
+    """A folder of models, each with one or more version folders.
+
+    Args:
+        root: The repository folder.
+
+    Raises:
+        BundleError: ``root`` is not a folder, a version folder lacks `model.onnx` or
+            `bundle.json`, or a `bundle.json` is invalid. One broken model stops the scan
+            rather than being silently skipped.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise BundleError(self.root, "model repository folder does not exist")
+        self._entries = self._scan()
+
+    def _scan(self) -> dict[str, dict[str, ModelEntry]]:
+        models: dict[str, dict[str, ModelEntry]] = {}
+        for model_dir in sorted(self.root.iterdir()):
+            if model_dir.name.startswith(".") or not model_dir.is_dir():
+                continue
+            versions: dict[str, ModelEntry] = {}
+            for version_dir in sorted(model_dir.iterdir()):
+                if version_dir.name.startswith(".") or not version_dir.is_dir():
+                    continue
+                for required in (BUNDLE_FILE, MODEL_FILE):
+                    if not (version_dir / required).is_file():
+                        raise BundleError(
+                            version_dir,
+                            f"version folder lacks {required}; a bundle holds {MODEL_FILE} and "
+                            f"{BUNDLE_FILE} (see `ssl-serve export --help`)",
+                        )
+                bundle = read_bundle(version_dir)
+                if (bundle.name, bundle.version) != (model_dir.name, version_dir.name):
+                    log.warning(
+                        "%s: bundle.json says %s/%s; serving it as %s/%s (folder names win)",
+                        version_dir,
+                        bundle.name,
+                        bundle.version,
+                        model_dir.name,
+                        version_dir.name,
+                    )
+                versions[version_dir.name] = ModelEntry(
+                    model_dir.name, version_dir.name, version_dir, bundle
+                )
+            if versions:
+                models[model_dir.name] = versions
+            else:
+                log.warning("%s: model folder has no version folders; skipped", model_dir)
+        return models
+
+    def entries(self) -> list[ModelEntry]:
+        """Every version of every model, by name, then by version (highest last)."""
+        return [
+            versions[v]
+            for _, versions in sorted(self._entries.items())
+            for v in sorted(versions, key=version_sort_key)
+        ]
+
+    def names(self) -> list[str]:
+        """The model names, sorted."""
+        return sorted(self._entries)
+
+    def resolve(self, name: str, version: str = "") -> ModelEntry:
+        """The entry of ``name`` at ``version``, or at its highest version when ``version`` is "".
+
+        Args:
+            name: Model name.
+            version: Version folder name; "" selects the highest (see :func:`version_sort_key`).
+
+        Returns:
+            The matching entry.
+
+        Raises:
+            ModelNotFoundError: No such model, or no such version of it (the message lists what
+                exists).
+        """
+        versions = self._entries.get(name)
+        if versions is None:
+            raise ModelNotFoundError(name, version, available=self.names())
+        if not version:
+            return versions[max(versions, key=version_sort_key)]
+        if version not in versions:
+            raise ModelNotFoundError(
+                name, version, available=sorted(versions, key=version_sort_key)
+            )
+        return versions[version]
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._entries.values())

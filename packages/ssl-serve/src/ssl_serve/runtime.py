@@ -1,0 +1,158 @@
+"""Running a bundle's `model.onnx` with onnxruntime (one InferenceSession per model)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ssl_serve.errors import BundleError, InvalidInputError
+
+# Past about 8 threads a small embedding model's operators stop scaling and the extra threads
+# only contend with the gRPC workers that decode images.
+MAX_DEFAULT_THREADS = 8
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def default_intra_op_threads() -> int:
+    """onnxruntime intra-op threads when none are given: available CPUs, at most 8."""
+    return min(available_cpus(), MAX_DEFAULT_THREADS)
+
+
+class OnnxEmbedder:
+    """An onnxruntime session that maps a preprocessed batch to embeddings.
+
+    Args:
+        model_path: The bundle's `model.onnx`.
+        input_name: Graph input fed with the batch, e.g. "pixel_values".
+        output_name: Graph output returned, e.g. "embedding".
+        intra_op_threads: Threads onnxruntime uses inside one operator; None picks
+            :func:`default_intra_op_threads`.
+        max_batch_size: Largest batch given to one ``session.run``; larger batches are split
+            into chunks of at most this many inputs (bounds peak memory).
+        providers: onnxruntime execution providers in order of preference; default CPU only.
+
+    Raises:
+        BundleError: The file is missing or not a valid ONNX model, or it lacks the named
+            input or output.
+        ValueError: ``intra_op_threads`` or ``max_batch_size`` is < 1.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        input_name: str = "pixel_values",
+        output_name: str = "embedding",
+        intra_op_threads: int | None = None,
+        max_batch_size: int = 256,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+    ) -> None:
+        threads = default_intra_op_threads() if intra_op_threads is None else intra_op_threads
+        if threads < 1:
+            raise ValueError(f"intra_op_threads must be >= 1, got {threads}")
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        self.model_path = Path(model_path)
+        self.input_name = input_name
+        self.output_name = output_name
+        self.intra_op_threads = threads
+        self.max_batch_size = max_batch_size
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        # Requests run one model call at a time (see server.models); inter-op parallelism
+        # would only add threads that compete with the intra-op pool.
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not self.model_path.is_file():
+            raise BundleError(self.model_path, "model file does not exist")
+        try:
+            self.session = ort.InferenceSession(
+                str(self.model_path), sess_options=options, providers=list(providers)
+            )
+        except Exception as e:  # onnxruntime raises its own untyped errors for bad files
+            raise BundleError(self.model_path, f"onnxruntime cannot load it: {e}") from e
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        if input_name not in inputs:
+            raise BundleError(
+                self.model_path, f"graph has no input {input_name!r}; inputs: {sorted(inputs)}"
+            )
+        if output_name not in outputs:
+            raise BundleError(
+                self.model_path,
+                f"graph has no output {output_name!r}; outputs: {sorted(outputs)}",
+            )
+        self.input_shape: tuple[int | str | None, ...] = tuple(inputs[input_name].shape)
+
+    @property
+    def providers(self) -> list[str]:
+        """Providers the session really uses (onnxruntime falls back to CPU silently)."""
+        return list(self.session.get_providers())
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Embed a preprocessed batch, in chunks of at most ``max_batch_size``.
+
+        Args:
+            batch: ``(N, C, H, W) float32`` model inputs (N >= 1), laid out and normalised as
+                the bundle's preprocessing says.
+
+        Returns:
+            ``(N, D) float32`` embeddings, in input order.
+
+        Raises:
+            InvalidInputError: ``batch`` is empty, not float32, or its non-batch dimensions
+                differ from the model's input.
+        """
+        self._check(batch)
+        chunks = [
+            self.session.run(
+                [self.output_name],
+                {self.input_name: np.ascontiguousarray(batch[i : i + self.max_batch_size])},
+            )[0]
+            for i in range(0, len(batch), self.max_batch_size)
+        ]
+        out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
+        return np.asarray(out, dtype=np.float32)
+
+    def warm_up(self) -> np.ndarray:
+        """Run one zero input through the model (allocates buffers, checks the graph runs).
+
+        Returns:
+            ``(1, D) float32``, the embedding of the zero input.
+
+        Raises:
+            BundleError: The model's input has no fixed non-batch shape, or the run fails.
+        """
+        dims = self.input_shape[1:]
+        if not all(isinstance(d, int) and d > 0 for d in dims):
+            raise BundleError(
+                self.model_path, f"input {self.input_name!r} has no fixed shape: {dims}"
+            )
+        try:
+            return self.embed(np.zeros((1, *dims), dtype=np.float32))  # type: ignore[arg-type]
+        except Exception as e:
+            raise BundleError(self.model_path, f"warm-up inference failed: {e}") from e
+
+    def _check(self, batch: np.ndarray) -> None:
+        if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
+            dtype = getattr(batch, "dtype", type(batch).__name__)
+            raise InvalidInputError(f"batch must be a float32 numpy array, got {dtype}")
+        expected = self.input_shape[1:]
+        fixed = all(isinstance(d, int) for d in expected)
+        if batch.ndim != len(self.input_shape) or (fixed and batch.shape[1:] != expected):
+            raise InvalidInputError(
+                f"batch must be (N, {', '.join(map(str, expected))}), got {batch.shape}"
+            )
+        if len(batch) == 0:
+            raise InvalidInputError("batch is empty (N = 0)")

@@ -1,0 +1,214 @@
+"""The gRPC server process: EmbeddingService, grpc.health.v1, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ssl_serve.errors import SslServeError
+from ssl_serve.preprocess import DEFAULT_MAX_PIXELS
+from ssl_serve.repository import ModelRepository
+from ssl_serve.server.models import ModelRegistry
+from ssl_serve.server.service import EmbeddingServicer
+from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+EMBEDDING_SERVICE = embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `ssl-serve serve` can set.
+
+    Attributes:
+        repository: Model repository folder (`<name>/<version>/` bundle folders).
+        host: Interface to listen on, e.g. "127.0.0.1", "0.0.0.0" or "[::]".
+        port: TCP port; 0 picks a free one (see :attr:`EmbeddingServer.port`).
+        intra_op_threads: onnxruntime threads per model; None = available CPUs, at most 8.
+        max_batch_size: Largest batch per onnxruntime run; bigger requests run in chunks.
+        max_message_bytes: Largest request or response message, in bytes.
+        workers: Threads handling RPCs (decoding images runs on them).
+        max_concurrent_rpcs: RPCs in flight before new ones get RESOURCE_EXHAUSTED.
+        max_inputs_per_request: Inputs per Embed call before RESOURCE_EXHAUSTED.
+        max_image_pixels: Largest width x height of one image, in pixels.
+        grace_s: Seconds in-flight RPCs get to finish on shutdown.
+    """
+
+    repository: Path
+    host: str = "127.0.0.1"
+    port: int = 50051
+    intra_op_threads: int | None = None
+    max_batch_size: int = 256
+    max_message_bytes: int = 64 * MIB
+    workers: int = 8
+    max_concurrent_rpcs: int = 64
+    max_inputs_per_request: int = 4096
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    grace_s: float = 10.0
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, bracketing a bare IPv6 host (``[::1]:50051``)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+class EmbeddingServer:
+    """An ssl-serve gRPC server over one model repository.
+
+    Scans the repository on construction; :meth:`start` binds the port, then loads and warms
+    every model. Health ("" for the whole server, and one service per model name) says
+    NOT_SERVING until a model is warmed, then SERVING; Embed answers UNAVAILABLE meanwhile.
+    Use as a context manager to stop it on exit.
+
+    Args:
+        config: Server settings.
+
+    Raises:
+        BundleError: The repository or one of its bundles is invalid.
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.registry = ModelRegistry(
+            ModelRepository(config.repository),
+            intra_op_threads=config.intra_op_threads,
+            max_batch_size=config.max_batch_size,
+        )
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+            maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+            options=[
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", config.max_message_bytes),
+            ],
+        )
+        servicer = EmbeddingServicer(
+            self.registry,
+            max_inputs_per_request=config.max_inputs_per_request,
+            max_image_pixels=config.max_image_pixels,
+        )
+        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(servicer, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (EMBEDDING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.health.set("", _NOT_SERVING)
+        for name in self.registry.repository.names():
+            self.health.set(name, _NOT_SERVING)
+        self.port: int | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` the server listens on (after :meth:`start`)."""
+        if self.port is None:
+            raise SslServeError("server not started; call start() first")
+        return format_address(self.config.host, self.port)
+
+    def start(self) -> int:
+        """Bind, start answering RPCs, then load and warm every model (blocks until done).
+
+        Returns:
+            The bound port (the free port picked when the configured port is 0).
+
+        Raises:
+            SslServeError: The address cannot be bound.
+            BundleError: A model fails to load or warm up (the server is stopped).
+        """
+        address = format_address(self.config.host, self.config.port)
+        try:
+            port = self._server.add_insecure_port(address)
+        except RuntimeError as e:
+            raise SslServeError(f"cannot listen on {address}: {e}") from e
+        if port == 0:
+            raise SslServeError(f"cannot listen on {address} (in use or not a local address)")
+        self.port = port
+        self._server.start()
+        t0 = time.perf_counter()
+        try:
+            self.registry.load_all(on_model_ready=lambda name: self.health.set(name, _SERVING))
+        except BaseException:
+            self._server.stop(None)
+            raise
+        self.health.set("", _SERVING)
+        log.info(
+            "serving %d model version(s) on %s (loaded in %.0f ms)",
+            len(self.registry.models()),
+            self.address,
+            1000 * (time.perf_counter() - t0),
+        )
+        return port
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Drain: report NOT_SERVING, refuse new RPCs, let in-flight ones finish, then stop.
+
+        Args:
+            grace_s: Seconds in-flight RPCs get before they are cancelled; None uses the
+                config's ``grace_s``.
+        """
+        grace = self.config.grace_s if grace_s is None else grace_s
+        self.health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()
+
+    def wait_for_termination(self, timeout_s: float | None = None) -> bool:
+        """Block until the server stops; returns True when it did within ``timeout_s``."""
+        return bool(self._server.wait_for_termination(timeout_s))
+
+    def __enter__(self) -> EmbeddingServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run_until_signal(server: EmbeddingServer) -> int:
+    """Serve until SIGTERM or SIGINT, then stop gracefully (main thread only).
+
+    Args:
+        server: A started server.
+
+    Returns:
+        The number of the signal that stopped it.
+    """
+    received: list[int] = []
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    log.info(
+        "received %s; draining (grace %.1f s)",
+        signal.Signals(received[0]).name,
+        server.config.grace_s,
+    )
+    server.stop()
+    return received[0]

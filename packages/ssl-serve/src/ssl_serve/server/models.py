@@ -1,0 +1,161 @@
+"""The models a server holds: one onnxruntime session per repository entry, loaded and warmed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ssl_serve.bundle import BUNDLE_FILE, Bundle
+from ssl_serve.errors import ModelNotReadyError
+from ssl_serve.repository import ModelEntry, ModelRepository
+from ssl_serve.runtime import OnnxEmbedder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """Embeddings of one batch and where the time went.
+
+    Attributes:
+        embeddings: ``(N, D) float32``.
+        queue_s: Seconds spent waiting for the model (another request was running it).
+        inference_s: Seconds spent in onnxruntime.
+    """
+
+    embeddings: np.ndarray
+    queue_s: float
+    inference_s: float
+
+
+@dataclass
+class LoadedModel:
+    """One model version and its session.
+
+    Attributes:
+        entry: The repository entry (name, version, folder, bundle).
+        bundle_json: The bundle's `bundle.json` text, verbatim.
+        embedder: The onnxruntime session; None until loaded.
+    """
+
+    entry: ModelEntry
+    bundle_json: str
+    embedder: OnnxEmbedder | None = None
+    # One model call at a time: concurrent runs would split the same CPU cores between them and
+    # finish no sooner, while the wait measured here tells an operator the model is the queue.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def bundle(self) -> Bundle:
+        """The validated `bundle.json`."""
+        return self.entry.bundle
+
+    @property
+    def ready(self) -> bool:
+        """Whether the model is loaded and warmed."""
+        return self.embedder is not None
+
+    def run(self, batch: np.ndarray) -> InferenceResult:
+        """Embed a preprocessed batch.
+
+        Args:
+            batch: ``(N, C, H, W) float32``.
+
+        Returns:
+            The embeddings and the queue/inference time.
+
+        Raises:
+            ModelNotReadyError: The model is still loading.
+            InvalidInputError: The batch does not fit the model's input.
+        """
+        embedder = self.embedder
+        if embedder is None:
+            raise ModelNotReadyError(
+                f"model {self.entry.name!r} version {self.entry.version!r} is still loading"
+            )
+        t0 = time.perf_counter()
+        with self._lock:
+            t1 = time.perf_counter()
+            embeddings = embedder.embed(batch)
+        return InferenceResult(embeddings, t1 - t0, time.perf_counter() - t1)
+
+
+class ModelRegistry:
+    """Every version of every model of a repository, with their sessions.
+
+    Args:
+        repository: The scanned model repository.
+        intra_op_threads: onnxruntime threads per session; None picks the default.
+        max_batch_size: Largest batch per ``session.run``; larger requests run in chunks.
+    """
+
+    def __init__(
+        self,
+        repository: ModelRepository,
+        *,
+        intra_op_threads: int | None = None,
+        max_batch_size: int = 256,
+    ) -> None:
+        self.repository = repository
+        self.intra_op_threads = intra_op_threads
+        self.max_batch_size = max_batch_size
+        self._models = {
+            (e.name, e.version): LoadedModel(e, (e.path / BUNDLE_FILE).read_text("utf-8"))
+            for e in repository.entries()
+        }
+
+    def load_all(self, on_model_ready: Callable[[str], None] | None = None) -> None:
+        """Create and warm (one zero-input inference) every session, in name/version order.
+
+        Args:
+            on_model_ready: Called with a model name once all its versions are ready.
+
+        Raises:
+            BundleError: A model cannot be loaded or its warm-up fails.
+        """
+        for name in self.repository.names():
+            for model in self.versions(name):
+                t0 = time.perf_counter()
+                bundle = model.bundle
+                embedder = OnnxEmbedder(
+                    model.entry.model_path,
+                    input_name=bundle.input.name,
+                    output_name=bundle.output.name,
+                    intra_op_threads=self.intra_op_threads,
+                    max_batch_size=self.max_batch_size,
+                )
+                embedder.warm_up()
+                model.embedder = embedder
+                log.info(
+                    "loaded %s/%s (%s, D=%d, %d threads) in %.0f ms",
+                    name,
+                    model.entry.version,
+                    bundle.modality,
+                    bundle.embedding_dim,
+                    embedder.intra_op_threads,
+                    1000 * (time.perf_counter() - t0),
+                )
+            if on_model_ready is not None:
+                on_model_ready(name)
+
+    def get(self, name: str, version: str = "") -> LoadedModel:
+        """The model ``name`` at ``version`` ("" = highest), loaded or not.
+
+        Raises:
+            ModelNotFoundError: No such model or version.
+        """
+        entry = self.repository.resolve(name, version)
+        return self._models[(entry.name, entry.version)]
+
+    def versions(self, name: str) -> list[LoadedModel]:
+        """Every version of ``name``, lowest first."""
+        return [m for m in self.models() if m.entry.name == name]
+
+    def models(self) -> list[LoadedModel]:
+        """Every model version, by name, then version."""
+        return [self._models[(e.name, e.version)] for e in self.repository.entries()]

@@ -1,0 +1,169 @@
+"""`ssl_serve.v1.EmbeddingService`: Embed, ListModels and GetModel over a model registry."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+
+from ssl_serve.errors import (
+    InvalidInputError,
+    RequestTooLargeError,
+    SslServeError,
+    UnsupportedModalityError,
+    grpc_status_code,
+)
+from ssl_serve.preprocess import DEFAULT_MAX_PIXELS, decode_tensor, preprocess_image
+from ssl_serve.server.models import LoadedModel, ModelRegistry
+from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+# The modality each `Input.kind` carries; "tensor" inputs bypass preprocessing and fit any model.
+_INPUT_MODALITY = {"text": "text", "image": "image", "audio": "audio", "raw_audio": "audio"}
+_Response = TypeVar("_Response")
+
+
+def _grpc_errors(
+    method: Callable[[Any, Any, grpc.ServicerContext], _Response],
+) -> Callable[[Any, Any, grpc.ServicerContext], _Response]:
+    """Turn ssl-serve errors into gRPC statuses (errors.grpc_status_code) and log the others."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> _Response:
+        try:
+            return method(self, request, context)
+        except SslServeError as e:
+            code = grpc_status_code(e)
+            log.info("%s -> %s: %s", method.__name__, code.name, e)
+            context.abort(code, str(e))
+        except Exception as e:
+            log.exception("%s failed", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+        raise AssertionError("context.abort returned")  # abort always raises
+
+    return wrapper
+
+
+class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
+    """The task-level embedding API (proto/ssl_serve/v1/embedding.proto).
+
+    Args:
+        registry: The models served.
+        max_inputs_per_request: Largest number of inputs in one Embed call; more is
+            RESOURCE_EXHAUSTED (split the request).
+        max_image_pixels: Largest width x height of one image, in pixels; more is
+            INVALID_ARGUMENT.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        max_inputs_per_request: int = 4096,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.registry = registry
+        self.max_inputs_per_request = max_inputs_per_request
+        self.max_image_pixels = max_image_pixels
+
+    @_grpc_errors
+    def Embed(
+        self, request: embedding_pb2.EmbedRequest, context: grpc.ServicerContext
+    ) -> embedding_pb2.EmbedResponse:
+        """Embed every input of the request with one model; see the proto for the fields."""
+        t0 = time.perf_counter()
+        request_id = request.request_id or uuid.uuid4().hex
+        if not request.model_name:
+            raise InvalidInputError("model_name is empty; ListModels names the models served")
+        model = self.registry.get(request.model_name, request.model_version)
+        batch = self._preprocess(model, request)
+        t1 = time.perf_counter()
+        result = model.run(batch)
+        embeddings = result.embeddings
+        total_s = time.perf_counter() - t0
+        return embedding_pb2.EmbedResponse(
+            model_name=model.entry.name,
+            model_version=model.entry.version,
+            shape=list(embeddings.shape),
+            embeddings=embeddings.astype("<f4", copy=False).tobytes(),
+            request_id=request_id,
+            usage=embedding_pb2.Usage(inputs=len(embeddings), tokens=0),
+            timing=embedding_pb2.Timing(
+                queue_ms=1000 * result.queue_s,
+                preprocess_ms=1000 * (t1 - t0),
+                inference_ms=1000 * result.inference_s,
+                total_ms=1000 * total_s,
+            ),
+        )
+
+    @_grpc_errors
+    def ListModels(
+        self, request: embedding_pb2.ListModelsRequest, context: grpc.ServicerContext
+    ) -> embedding_pb2.ListModelsResponse:
+        """Every model version the server holds, by name, then version."""
+        return embedding_pb2.ListModelsResponse(
+            models=[_metadata(m) for m in self.registry.models()]
+        )
+
+    @_grpc_errors
+    def GetModel(
+        self, request: embedding_pb2.GetModelRequest, context: grpc.ServicerContext
+    ) -> embedding_pb2.ModelMetadata:
+        """One model version ("" = highest); NOT_FOUND when there is none."""
+        return _metadata(self.registry.get(request.model_name, request.model_version))
+
+    def _preprocess(self, model: LoadedModel, request: embedding_pb2.EmbedRequest) -> np.ndarray:
+        n = len(request.inputs)
+        if n == 0:
+            raise InvalidInputError("request has no inputs")
+        if n > self.max_inputs_per_request:
+            raise RequestTooLargeError(
+                f"request has {n} inputs; this server takes at most "
+                f"{self.max_inputs_per_request} per request (split it)"
+            )
+        bundle = model.bundle
+        # Check every input's kind before decoding any, so a wrong modality fails fast.
+        kinds = [item.WhichOneof("kind") for item in request.inputs]
+        for i, kind in enumerate(kinds):
+            if kind is None:
+                raise InvalidInputError(
+                    "no input set; set one of text, image, audio, raw_audio, tensor", index=i
+                )
+            if kind != "tensor" and _INPUT_MODALITY[kind] != bundle.modality:
+                raise UnsupportedModalityError(
+                    f"modality {_INPUT_MODALITY[kind]} not supported by model "
+                    f"{model.entry.name} (modality {bundle.modality})",
+                    index=i,
+                )
+        spec = bundle.preprocessing
+        item_shape = (spec.channels, *spec.image_size)
+        batch = np.empty((n, *item_shape), dtype=np.float32)
+        for i, (item, kind) in enumerate(zip(request.inputs, kinds, strict=True)):
+            if kind == "image":
+                batch[i] = preprocess_image(
+                    item.image, spec, index=i, max_pixels=self.max_image_pixels
+                )
+            else:
+                t = item.tensor
+                batch[i] = decode_tensor(
+                    t.dtype, list(t.shape), t.data, expected_shape=item_shape, index=i
+                )
+        return batch
+
+
+def _metadata(model: LoadedModel) -> embedding_pb2.ModelMetadata:
+    return embedding_pb2.ModelMetadata(
+        name=model.entry.name,
+        version=model.entry.version,
+        modality=model.bundle.modality,
+        embedding_dim=model.bundle.embedding_dim,
+        ready=model.ready,
+        bundle_json=model.bundle_json,
+    )

@@ -1,0 +1,76 @@
+"""The `ssl-serve` command: help texts, embed/models against a server, export, shutdown."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serve_helpers import MODEL_NAME, CheckpointFixture, ServerProcess, png_bytes, start_server
+
+from ssl_serve.cli import main
+from ssl_serve.client import EmbeddingClient
+
+
+@pytest.mark.parametrize("command", ["serve", "embed", "models", "export"])
+def test_each_subcommand_explains_itself(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: ssl-serve {command}")
+    assert "--target" in out or "--repository" in out
+
+
+def test_embed_writes_the_served_embeddings(
+    server: ServerProcess, tmp_path: Path, fashion_test_images: np.ndarray
+) -> None:
+    files = []
+    for i, img in enumerate(fashion_test_images[:5]):
+        files.append(tmp_path / f"{i}.png")
+        files[-1].write_bytes(png_bytes(img))
+    out = tmp_path / "emb.npy"
+    args = ["embed", "--target", server.address, "--model", MODEL_NAME, "--output", str(out)]
+    assert main([*args, "--batch-size", "2", *map(str, files)]) == 0
+    with EmbeddingClient(server.address) as client:
+        expected = client.embed_images(MODEL_NAME, [f.read_bytes() for f in files])
+    np.testing.assert_array_equal(np.load(out), expected)
+
+
+def test_models_lists_the_repository(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "--target", server.address]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "VERSION", "MODALITY", "DIM", "READY"]
+    assert lines[1].split() == [MODEL_NAME, "1", "image", "128", "True"]
+
+
+def test_export_prints_validation_and_refuses_to_overwrite(
+    checkpoint: CheckpointFixture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["export", str(checkpoint.run), "--repository", str(tmp_path), "--name", "m"]
+    assert main([*args, "--version", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"to {tmp_path / 'm' / '3'}" in out and "max_abs_diff=" in out
+    assert (tmp_path / "m" / "3" / "model.onnx").is_file()
+    assert main([*args, "--version", "3"]) == 1
+    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+
+
+def test_sigterm_drains_and_exits_cleanly(repository: Path, tmp_path: Path) -> None:
+    srv = start_server(repository, tmp_path / "server.log")
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(timeout=30) == 0
+    assert "received SIGTERM; draining" in srv.log.read_text()
+
+
+def test_unknown_repository_is_a_clean_error(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "ssl_serve.cli", "serve", "--repository", str(tmp_path / "x")]
+    out = subprocess.run([*cmd, "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "model repository folder does not exist" in out.stderr
+    assert "Traceback" not in out.stderr
