@@ -152,6 +152,7 @@ class Trainer:
                 loss.backward()
                 optimizer.step()
                 step += 1
+                model.after_optimizer_step(step, total)
                 loss_value = loss.item()
                 if timed_from is None:  # the first step pays one-off costs; time from the second
                     timed_from = time.perf_counter()

@@ -44,6 +44,15 @@ class SSLMethod(nn.Module):
         """
         raise NotImplementedError
 
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Called by the trainer after every optimiser step (momentum/EMA updates, schedules).
+
+        Args:
+            step: Optimiser steps done so far, counting this one (1-based).
+            total_steps: Optimiser steps in the whole run (gradient accumulation and world size
+                already accounted for), so schedules reach their end value at ``total_steps``.
+        """
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Features for downstream use: the encoder's pooled output ``(B, embedding_dim)``."""
         return self.encoder(x)
