@@ -4,11 +4,38 @@ from ssl_data.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist, read_id
 from ssl_data.errors import CorruptFileError, DatasetNotFoundError, SslDataError
 from ssl_data.randomness import uniform
 from ssl_data.transforms import as_float_images, normalize
-from ssl_data.views import SimCLRView
+from ssl_data.policies import RandAugment, TrivialAugment
+from ssl_data.views import (
+    BarlowTwinsView,
+    BYOLView,
+    JigsawView,
+    MaskedPatchView,
+    MoCoV2View,
+    MultiCropView,
+    RotationView,
+    SimCLRView,
+    VICRegView,
+    ViewDataset,
+    collate_views,
+    jigsaw_permutations,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BYOLView",
+    "BarlowTwinsView",
+    "JigsawView",
+    "MaskedPatchView",
+    "MoCoV2View",
+    "MultiCropView",
+    "RandAugment",
+    "RotationView",
+    "TrivialAugment",
+    "VICRegView",
+    "ViewDataset",
+    "collate_views",
+    "jigsaw_permutations",
     "FASHION_MNIST_CLASSES",
     "CorruptFileError",
     "DatasetNotFoundError",

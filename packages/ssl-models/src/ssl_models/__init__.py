@@ -1,23 +1,85 @@
 """ssl-models: encoders, heads and self-supervised objectives."""
 
-from ssl_models.encoders import ENCODERS, SmallCNN, build_encoder
+from ssl_models.encoders import ENCODERS, ResNet, SmallCNN, VisionTransformer, build_encoder
 from ssl_models.errors import SslModelsError, UnknownNameError
-from ssl_models.heads import ProjectionHead
-from ssl_models.losses import NTXentLoss
-from ssl_models.methods import METHODS, SimCLR, SSLMethod, build_method
+from ssl_models.heads import DINOHead, LinearClassifier, PredictionHead, ProjectionHead
+from ssl_models.losses import (
+    BarlowTwinsLoss,
+    BYOLLoss,
+    DINOLoss,
+    InfoNCEQueueLoss,
+    MAELoss,
+    MoCoV3Loss,
+    NTXentLoss,
+    SimSiamLoss,
+    VICRegLoss,
+    collapse_std,
+)
+from ssl_models.methods import (
+    BYOL,
+    DINO,
+    MAE,
+    METHODS,
+    BarlowTwins,
+    Jigsaw,
+    MoCoV2,
+    MoCoV3,
+    MomentumSSLMethod,
+    RotationPrediction,
+    SimCLR,
+    SimSiam,
+    SSLMethod,
+    VICReg,
+    build_method,
+    jigsaw_permutations,
+    make_jigsaw_puzzles,
+    make_rotations,
+)
+from ssl_models.momentum import cosine_momentum, momentum_copy, update_momentum
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BYOL",
+    "DINO",
     "ENCODERS",
+    "MAE",
     "METHODS",
+    "BYOLLoss",
+    "BarlowTwins",
+    "BarlowTwinsLoss",
+    "DINOHead",
+    "DINOLoss",
+    "InfoNCEQueueLoss",
+    "Jigsaw",
+    "LinearClassifier",
+    "MAELoss",
+    "MoCoV2",
+    "MoCoV3",
+    "MoCoV3Loss",
+    "MomentumSSLMethod",
     "NTXentLoss",
+    "PredictionHead",
     "ProjectionHead",
+    "ResNet",
+    "RotationPrediction",
     "SSLMethod",
     "SimCLR",
+    "SimSiam",
+    "SimSiamLoss",
     "SmallCNN",
     "SslModelsError",
     "UnknownNameError",
+    "VICReg",
+    "VICRegLoss",
+    "VisionTransformer",
     "build_encoder",
     "build_method",
+    "collapse_std",
+    "cosine_momentum",
+    "jigsaw_permutations",
+    "make_jigsaw_puzzles",
+    "make_rotations",
+    "momentum_copy",
+    "update_momentum",
 ]

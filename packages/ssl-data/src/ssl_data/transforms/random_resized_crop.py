@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ssl_data.transforms.compose import check_probability, check_uniforms
+from ssl_data.transforms.normalize import as_float_images
+
+ATTEMPTS = 10
+CROP_UNIFORMS = 2 * ATTEMPTS + 2
 
 
 def sample_crop_boxes(
@@ -108,3 +115,61 @@ def resized_crop_flip(
     theta_t = torch.from_numpy(theta).to(device=images.device, dtype=images.dtype)
     grid = F.affine_grid(theta_t, [images.shape[0], images.shape[1], *size], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@dataclass(frozen=True)
+class RandomResizedCrop:
+    """Random resized crop (torchvision's box rule) fused with an optional horizontal flip.
+
+    Reads 23 uniforms per sample: 22 for the box (:func:`sample_crop_boxes`, 10 attempts), then
+    one for the flip coin. Crop and flip run as one bilinear ``grid_sample``; boxes smaller than
+    the output (and images smaller than the output) are upsampled, never an error.
+
+    Args:
+        size: Output side in pixels, or ``(height, width)``.
+        scale: Range of the crop area as a fraction of the image area.
+        ratio: Range of the crop aspect ratio (width / height).
+        hflip_p: Probability of a horizontal mirror.
+
+    Raises:
+        ValueError: A size below 1, an empty range or a probability outside [0, 1].
+
+    Reference: Szegedy et al., arXiv:1409.4842; SimCLR (Chen et al., arXiv:2002.05709).
+    """
+
+    size: int | tuple[int, int] = 224
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip_p: float = 0.0
+
+    def __post_init__(self) -> None:
+        if min(self.output_size) < 1:
+            raise ValueError(f"size must be >= 1 pixel, got {self.size}")
+        if not (0 < self.scale[0] <= self.scale[1]) or not (0 < self.ratio[0] <= self.ratio[1]):
+            raise ValueError(f"invalid scale {self.scale} or ratio {self.ratio}")
+        check_probability("hflip_p", self.hflip_p)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the output in pixels."""
+        return (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)  # type: ignore[return-value]
+
+    @property
+    def num_uniforms(self) -> int:
+        """23: the box (22), the flip coin (1)."""
+        return CROP_UNIFORMS + 1
+
+    def boxes(self, u: np.ndarray, height: int, width: int) -> np.ndarray:
+        """The ``(B, 4)`` boxes ``(top, left, h, w)`` in pixels that ``u`` selects."""
+        return sample_crop_boxes(u[:, :CROP_UNIFORMS], height, width, self.scale, self.ratio)
+
+    def __call__(self, images: torch.Tensor, u: np.ndarray) -> torch.Tensor:
+        """Crop, resize and maybe mirror ``(B, C, H, W)`` images.
+
+        Returns:
+            ``(B, C, size, size) float32`` in [0, 1].
+        """
+        x = as_float_images(images)
+        check_uniforms(u, x.shape[0], self.num_uniforms, "RandomResizedCrop")
+        boxes = self.boxes(u, x.shape[2], x.shape[3])
+        return resized_crop_flip(x, boxes, u[:, CROP_UNIFORMS] < self.hflip_p, self.output_size)

@@ -7,10 +7,32 @@ from typing import Any
 
 from torch import nn
 
+from ssl_models.encoders.resnet import (
+    ResNet,
+    resnet18,
+    resnet18_small,
+    resnet34,
+    resnet34_small,
+    resnet50,
+    resnet50_small,
+)
 from ssl_models.encoders.small_cnn import BasicBlock, SmallCNN
+from ssl_models.encoders.vit import VisionTransformer, vit_base, vit_small, vit_tiny
 from ssl_models.errors import UnknownNameError
 
-ENCODERS: dict[str, Callable[..., nn.Module]] = {"small_cnn": SmallCNN}
+ENCODERS: dict[str, Callable[..., nn.Module]] = {
+    "small_cnn": SmallCNN,
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+    "resnet50": resnet50,
+    "resnet18_small": resnet18_small,
+    "resnet34_small": resnet34_small,
+    "resnet50_small": resnet50_small,
+    "vit": VisionTransformer,
+    "vit_tiny": vit_tiny,
+    "vit_small": vit_small,
+    "vit_base": vit_base,
+}
 
 
 def build_encoder(config: Mapping[str, Any]) -> nn.Module:
@@ -35,4 +57,20 @@ def build_encoder(config: Mapping[str, Any]) -> nn.Module:
     return ENCODERS[name](**kwargs)
 
 
-__all__ = ["ENCODERS", "BasicBlock", "SmallCNN", "build_encoder"]
+__all__ = [
+    "ENCODERS",
+    "BasicBlock",
+    "ResNet",
+    "SmallCNN",
+    "VisionTransformer",
+    "build_encoder",
+    "resnet18",
+    "resnet18_small",
+    "resnet34",
+    "resnet34_small",
+    "resnet50",
+    "resnet50_small",
+    "vit_base",
+    "vit_small",
+    "vit_tiny",
+]

@@ -8,10 +8,33 @@ from typing import Any
 from torch import nn
 
 from ssl_models.errors import UnknownNameError
+from ssl_models.methods.barlow_twins import BarlowTwins
 from ssl_models.methods.base import SSLMethod
+from ssl_models.methods.byol import BYOL
+from ssl_models.methods.dino import DINO
+from ssl_models.methods.jigsaw import Jigsaw, jigsaw_permutations, make_jigsaw_puzzles
+from ssl_models.methods.mae import MAE
+from ssl_models.methods.moco_v2 import MoCoV2
+from ssl_models.methods.moco_v3 import MoCoV3
+from ssl_models.methods.momentum_base import MomentumSSLMethod
+from ssl_models.methods.rotation import RotationPrediction, make_rotations
 from ssl_models.methods.simclr import SimCLR
+from ssl_models.methods.simsiam import SimSiam
+from ssl_models.methods.vicreg import VICReg
 
-METHODS: dict[str, Callable[..., SSLMethod]] = {"simclr": SimCLR}
+METHODS: dict[str, Callable[..., SSLMethod]] = {
+    "simclr": SimCLR,
+    "moco_v2": MoCoV2,
+    "moco_v3": MoCoV3,
+    "byol": BYOL,
+    "simsiam": SimSiam,
+    "barlow_twins": BarlowTwins,
+    "vicreg": VICReg,
+    "dino": DINO,
+    "mae": MAE,
+    "rotation": RotationPrediction,
+    "jigsaw": Jigsaw,
+}
 
 
 def build_method(config: Mapping[str, Any], encoder: nn.Module) -> SSLMethod:
@@ -35,4 +58,23 @@ def build_method(config: Mapping[str, Any], encoder: nn.Module) -> SSLMethod:
     return METHODS[name](encoder, **kwargs)
 
 
-__all__ = ["METHODS", "SSLMethod", "SimCLR", "build_method"]
+__all__ = [
+    "BYOL",
+    "DINO",
+    "MAE",
+    "METHODS",
+    "BarlowTwins",
+    "Jigsaw",
+    "MoCoV2",
+    "MoCoV3",
+    "MomentumSSLMethod",
+    "RotationPrediction",
+    "SSLMethod",
+    "SimCLR",
+    "SimSiam",
+    "VICReg",
+    "build_method",
+    "jigsaw_permutations",
+    "make_jigsaw_puzzles",
+    "make_rotations",
+]

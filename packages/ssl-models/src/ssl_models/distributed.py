@@ -1,0 +1,81 @@
+"""torch.distributed helpers for objectives that need the global batch (all ranks' samples).
+
+Every helper is a no-op when ``torch.distributed`` is unavailable, not initialised, or has a single
+process, so the same loss code runs unchanged in one process and under DDP.
+
+Gradient convention (used by every ``gather_distributed`` loss in :mod:`ssl_models.losses`): DDP
+*averages* parameter gradients over the W ranks. :func:`gather` therefore *sums* the gradients
+that all ranks send back to each rank's slice, and each rank's loss is chosen so that the mean of
+the W per-rank losses equals the single-process loss on the global batch. Then the gradient of a
+rank's own inputs is W times the single-process gradient of that slice, and DDP's average over
+ranks gives exactly the single-process parameter gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """Whether ``torch.distributed`` is available and initialised."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    """Number of processes in the default group (1 when not distributed)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    """This process's rank in the default group (0 when not distributed)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+class _GatherWithGradient(torch.autograd.Function):
+    """All-gather along dim 0 whose backward sums every rank's gradient of this rank's slice.
+
+    Built on the stable collectives ``all_gather`` and ``all_reduce``
+    (``torch.distributed.nn.functional.all_gather`` has the same gradient but is deprecated in
+    recent torch releases).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        ctx.batch_size = x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        grad = grad_output.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = dist.get_rank() * ctx.batch_size
+        return grad[start : start + ctx.batch_size]
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` from all ranks along dim 0, in rank order, with gradients.
+
+    Rows ``rank() * B`` to ``(rank() + 1) * B`` of the result are this rank's ``x``. In the
+    backward pass each rank receives the sum, over all ranks, of the gradient of its own slice
+    (see the module docstring for why this matches DDP's gradient averaging). Every rank must call
+    it with the same shape (e.g. a ``DistributedSampler`` with ``drop_last=True``) and must run the
+    backward pass.
+
+    Args:
+        x: ``(B, ...)`` tensor, the same shape and dtype on every rank.
+
+    Returns:
+        ``(world_size() * B, ...)`` tensor; ``x`` itself when not distributed or world size 1.
+    """
+    if world_size() == 1:
+        return x
+    return _GatherWithGradient.apply(x)
+
+
+__all__ = ["gather", "is_distributed", "rank", "world_size"]
