@@ -44,6 +44,10 @@ class SSLMethod(nn.Module):
         """
         raise NotImplementedError
 
+    def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Same as :meth:`training_loss`; lets DistributedDataParallel wrap the method."""
+        return self.training_loss(views)
+
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         """Called by the trainer after every optimiser step (momentum/EMA updates, schedules).
 
