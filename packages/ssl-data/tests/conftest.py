@@ -6,6 +6,16 @@ from ssl_data import load_fashion_mnist
 from ssl_data.datasets import bundled_sample_root
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Small ops run many times slower with 2 threads on a shared 2-core machine (ENVIRONMENT.md);
+    use one thread inside these modules and restore the caller's setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def fashion():
     """The first 96 real Fashion-MNIST training images, ``(96, 28, 28) uint8``."""

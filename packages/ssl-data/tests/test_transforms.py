@@ -301,7 +301,9 @@ def test_rotation_by_90_degrees_is_rot90(gray):
     x = gray[:3].float() / 255
     out = rotate(x, np.array([90.0, 180.0, -90.0]))
     for i, k in enumerate((1, 2, -1)):
-        np.testing.assert_allclose(out[i].numpy(), np.rot90(x[i].numpy(), k, axes=(1, 2)), atol=1e-5)
+        np.testing.assert_allclose(
+            out[i].numpy(), np.rot90(x[i].numpy(), k, axes=(1, 2)), atol=1e-5
+        )
 
 
 def test_affine_zoom_and_shear_matrices():
@@ -343,9 +345,9 @@ def test_erase_boxes_and_values(rgb):
     x = rgb[:3].float() / 255
     boxes = np.array([[0, 0, 5, 7], [20, 25, 8, 8], [3, 3, 0, 4]])
     out = erase(x, boxes, 0.25).numpy()
-    for i, (t, l, h, w) in enumerate(boxes):
+    for i, (top, left, h, w) in enumerate(boxes):
         ref = x[i].numpy().copy()
-        ref[:, t : t + h, l : l + w] = 0.25
+        ref[:, top : top + h, left : left + w] = 0.25
         np.testing.assert_array_equal(out[i], ref)
 
 
@@ -362,8 +364,9 @@ def test_random_erasing_box_rule():
     x = torch.zeros(64, 1, 28, 28)
     uu = uniform(0, 0, range(64), op.num_uniforms)
     erased = op(x, uu).flatten(1).sum(1).numpy()
-    expect = np.where(uu[:, 0] < 0.5, (lambda b: b[:, 2] * b[:, 3])(
-        sample_erase_boxes(uu[:, 1:], 28, 28)), 0)
+    expect = np.where(
+        uu[:, 0] < 0.5, (lambda b: b[:, 2] * b[:, 3])(sample_erase_boxes(uu[:, 1:], 28, 28)), 0
+    )
     np.testing.assert_array_equal(erased, expect)
 
 

@@ -5,6 +5,15 @@ import torch
 from ssl_models import BarlowTwinsLoss
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small ops run many times slower with 2 threads when another process holds a core.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _reference(z_a, z_b, lam, eps=1e-5):
     """arXiv:2103.03230, eq. 1-2, by loops: batch-normalise each dimension, correlate, sum."""
     a, b = np.asarray(z_a, np.float64), np.asarray(z_b, np.float64)

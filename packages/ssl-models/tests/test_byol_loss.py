@@ -5,6 +5,15 @@ import torch
 from ssl_models import BYOLLoss
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small ops run many times slower with 2 threads when another process holds a core.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _reference(p, z):
     """arXiv:2006.07733, eq. 2: mean squared distance of the L2-normalised vectors."""
     p, z = np.asarray(p, np.float64), np.asarray(z, np.float64)

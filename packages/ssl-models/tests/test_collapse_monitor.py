@@ -7,6 +7,15 @@ import torch
 from ssl_models import collapse_std
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small ops run many times slower with 2 threads when another process holds a core.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_matches_numpy():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(5, 3, generator=g)

@@ -14,6 +14,15 @@ import torch.multiprocessing as mp
 from ssl_models import distributed
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small ops run many times slower with 2 threads when another process holds a core.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_single_process_helpers_are_identities():
     x = torch.randn(3, 2, requires_grad=True)
     assert distributed.gather(x) is x
@@ -102,9 +111,7 @@ def test_rank_losses_use_offset_positives(two_ranks):
         q = torch.nn.functional.normalize(q, dim=1).double()
         k = torch.nn.functional.normalize(k, dim=1).double()
         logits = (q @ k.T / t).tolist()
-        return [
-            -(row[i] - math.log(sum(math.exp(s) for s in row))) for i, row in enumerate(logits)
-        ]
+        return [-(row[i] - math.log(sum(math.exp(s) for s in row))) for i, row in enumerate(logits)]
 
     ab, ba = ctr_terms(z["z_a"], z["k_b"], 0.2), ctr_terms(z["z_b"], z["k_a"], 0.2)
     for rank, r in enumerate(results):
@@ -121,9 +128,10 @@ def test_global_statistics_on_every_rank(two_ranks):
     full_barlow = w.make_loss("barlow_twins", gather=False)(z["z_a"], z["z_b"]).item()
     vicreg = w.make_loss("vicreg", gather=False)
     b = w.N // w.WORLD
-    var_cov = vicreg(z["z_a"], z["z_b"]).item() - 25.0 * torch.nn.functional.mse_loss(
-        z["z_a"], z["z_b"]
-    ).item()
+    var_cov = (
+        vicreg(z["z_a"], z["z_b"]).item()
+        - 25.0 * torch.nn.functional.mse_loss(z["z_a"], z["z_b"]).item()
+    )
     for rank, r in enumerate(results):
         assert r["barlow_twins"]["loss"] == pytest.approx(full_barlow, abs=1e-6)
         rows = slice(rank * b, (rank + 1) * b)

@@ -41,3 +41,19 @@ def test_single_process_is_plain_batchnorm():
     ours.eval()
     plain.eval()
     torch.testing.assert_close(ours(x), plain(x))
+
+
+def test_conversion_keeps_parameter_objects_and_frozen_flags():
+    from ssl_models.layers import convert_to_distributed_batchnorm
+
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.Sequential(nn.BatchNorm1d(3)))
+    model[2][0].requires_grad_(False)
+    params = list(model.parameters())
+    keys = list(model.state_dict())
+    converted = convert_to_distributed_batchnorm(model)
+    assert isinstance(converted[1], DistributedBatchNorm) and isinstance(
+        converted[2][0], DistributedBatchNorm
+    )
+    assert all(a is b for a, b in zip(params, converted.parameters()))
+    assert list(converted.state_dict()) == keys
+    assert not converted[2][0].weight.requires_grad and converted[1].weight.requires_grad

@@ -33,7 +33,7 @@ def test_wrong_channels_message():
 
 def test_registry_lists_known_names():
     with pytest.raises(
-        UnknownNameError, match=r"unknown encoder 'resnet9'; known: \['small_cnn'\]"
+        UnknownNameError, match=r"unknown encoder 'resnet9'; known: \[.*'small_cnn'.*\]"
     ):
         build_encoder({"name": "resnet9"})
     with pytest.raises(UnknownNameError, match="unknown method 'byol0'"):

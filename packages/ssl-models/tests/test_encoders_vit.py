@@ -27,12 +27,16 @@ def test_interpolated_embeddings_are_the_learned_ones_resized():
     tokens = torch.zeros(1, 1 + 36, 32)
     pos = emb.interpolate_pos_encoding(tokens, 48, 48)
     grid = emb.position_embeddings[:, 1:].reshape(1, 4, 4, 32).permute(0, 3, 1, 2)
-    resized = torch.nn.functional.interpolate(grid, size=(6, 6), mode="bicubic", align_corners=False)
+    resized = torch.nn.functional.interpolate(
+        grid, size=(6, 6), mode="bicubic", align_corners=False
+    )
     torch.testing.assert_close(pos[:, 1:], resized.permute(0, 2, 3, 1).reshape(1, 36, 32))
     torch.testing.assert_close(pos[:, :1], emb.position_embeddings[:, :1])
     # The forward at 48 px uses those embeddings: equal to the visible-patch path with all kept.
     ids = torch.arange(36).unsqueeze(0)
-    torch.testing.assert_close(enc.forward_visible(x, ids), enc.forward_features(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        enc.forward_visible(x, ids), enc.forward_features(x), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_native_size_adds_learned_embeddings_unchanged():

@@ -5,6 +5,15 @@ from torch import nn
 from ssl_models import LinearClassifier, PredictionHead, ProjectionHead
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small ops run many times slower with 2 threads when another process holds a core.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _layout(head):
     return [type(m).__name__ for m in head.layers]
 
@@ -27,7 +36,14 @@ def test_default_projection_head_keeps_its_state_dict_layout():
 def test_paper_configurations():
     simsiam = ProjectionHead(16, 32, 24, num_layers=3, batch_norm_last=True)
     assert _layout(simsiam) == [
-        "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d"
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
+        "Linear",
+        "BatchNorm1d",
     ]
     assert simsiam.layers[6].bias is None and not simsiam.layers[7].affine
     moco_v2 = ProjectionHead(16, 16, 8, num_layers=2, batch_norm=False)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from ssl_models import (
+    BYOL,
     METHODS,
     BarlowTwins,
-    BYOL,
     MoCoV2,
     MoCoV3,
     MomentumSSLMethod,
@@ -20,6 +20,16 @@ from ssl_models import (
     VICReg,
     build_method,
 )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small ops run many times slower with 2 threads when another process holds a core.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 SMALL = {
     "simclr": {"projection_hidden_dim": 32, "projection_dim": 16},
@@ -31,8 +41,13 @@ SMALL = {
     "vicreg": {"projection_hidden_dim": 32, "projection_dim": 32},
 }
 CLASSES = {
-    "simclr": SimCLR, "moco_v2": MoCoV2, "moco_v3": MoCoV3, "byol": BYOL, "simsiam": SimSiam,
-    "barlow_twins": BarlowTwins, "vicreg": VICReg,
+    "simclr": SimCLR,
+    "moco_v2": MoCoV2,
+    "moco_v3": MoCoV3,
+    "byol": BYOL,
+    "simsiam": SimSiam,
+    "barlow_twins": BarlowTwins,
+    "vicreg": VICReg,
 }
 
 
@@ -44,7 +59,10 @@ def _method(name, seed=0):
 def _views(seed=0, b=16):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, 1, 16, 16, generator=g)
-    return [x + 0.1 * torch.randn(x.shape, generator=g), x + 0.1 * torch.randn(x.shape, generator=g)]
+    return [
+        x + 0.1 * torch.randn(x.shape, generator=g),
+        x + 0.1 * torch.randn(x.shape, generator=g),
+    ]
 
 
 @pytest.mark.parametrize("name", list(SMALL))
@@ -82,24 +100,25 @@ def test_embed_is_the_encoder_and_weights_sit_under_encoder_prefix(name):
 def test_a_few_steps_lower_the_loss(name):
     m = _method(name)
     views = _views(1)
-    initial = copy.deepcopy(m)  # losses are measured on copies: MoCo v2's queue must not move
+    # MoCo v2 on one fixed batch would fill its queue with that batch's own keys (its positives);
+    # it trains and is scored against the initial queue of random negatives instead.
+    queue = copy.deepcopy(m.criterion.state_dict())
 
-    def measure():
-        probe = copy.deepcopy(m)
-        if isinstance(probe, MoCoV2):  # score against the same (initial) negatives each time
-            probe.criterion.load_state_dict(initial.criterion.state_dict())
-        return probe.training_loss(views).item()
+    def loss_of(model):
+        if isinstance(model, MoCoV2):
+            model.criterion.load_state_dict(queue)
+        return model.training_loss(views)
 
     opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-2)
-    before = measure()
+    before = loss_of(copy.deepcopy(m)).item()
     steps = 12
     for step in range(1, steps + 1):
-        loss = m.training_loss(views)
+        loss = loss_of(m)
         opt.zero_grad()
         loss.backward()
         opt.step()
         m.after_optimizer_step(step, steps)
-    after = measure()
+    after = loss_of(copy.deepcopy(m)).item()
     assert after < before - 0.02 * abs(before) - 1e-3, (before, after)
 
 
@@ -125,36 +144,54 @@ def test_moco_v2_enqueues_the_momentum_keys():
 
 
 def _defaults(cls):
-    return {
-        k: v.default for k, v in inspect.signature(cls).parameters.items() if k != "encoder"
-    }
+    return {k: v.default for k, v in inspect.signature(cls).parameters.items() if k != "encoder"}
 
 
 def test_paper_defaults():
     assert _defaults(BYOL) == {
-        "projection_hidden_dim": 4096, "projection_dim": 256, "prediction_hidden_dim": 4096,
-        "base_momentum": 0.996, "momentum_schedule": "cosine",
+        "projection_hidden_dim": 4096,
+        "projection_dim": 256,
+        "prediction_hidden_dim": 4096,
+        "base_momentum": 0.996,
+        "momentum_schedule": "cosine",
     }
     assert _defaults(MoCoV3) == {
-        "projection_hidden_dim": 4096, "projection_dim": 256, "projection_layers": 3,
-        "prediction_hidden_dim": 4096, "temperature": 0.2, "base_momentum": 0.99,
-        "momentum_schedule": "cosine", "gather_distributed": False,
+        "projection_hidden_dim": 4096,
+        "projection_dim": 256,
+        "projection_layers": 3,
+        "prediction_hidden_dim": 4096,
+        "temperature": 0.2,
+        "base_momentum": 0.99,
+        "momentum_schedule": "cosine",
+        "gather_distributed": False,
     }
     assert _defaults(MoCoV2) == {
-        "projection_hidden_dim": None, "projection_dim": 128, "queue_size": 65536,
-        "temperature": 0.2, "base_momentum": 0.999, "momentum_schedule": "constant",
+        "projection_hidden_dim": None,
+        "projection_dim": 128,
+        "queue_size": 65536,
+        "temperature": 0.2,
+        "base_momentum": 0.999,
+        "momentum_schedule": "constant",
         "gather_distributed": False,
     }
     assert _defaults(SimSiam) == {
-        "projection_hidden_dim": 2048, "projection_dim": 2048, "prediction_hidden_dim": 512,
+        "projection_hidden_dim": 2048,
+        "projection_dim": 2048,
+        "prediction_hidden_dim": 512,
     }
     assert _defaults(BarlowTwins) == {
-        "projection_hidden_dim": 8192, "projection_dim": 8192, "lambda_param": 5e-3,
+        "projection_hidden_dim": 8192,
+        "projection_dim": 8192,
+        "lambda_param": 5e-3,
         "gather_distributed": False,
     }
     assert _defaults(VICReg) == {
-        "projection_hidden_dim": 8192, "projection_dim": 8192, "lambda_param": 25.0,
-        "mu_param": 25.0, "nu_param": 1.0, "gather_distributed": False,
+        "projection_hidden_dim": 8192,
+        "projection_dim": 8192,
+        "lambda_param": 25.0,
+        "mu_param": 25.0,
+        "nu_param": 1.0,
+        "gather_distributed": False,
     }
     # the loss defaults the methods pass on
     assert _method("moco_v3").criterion.temperature == 0.2

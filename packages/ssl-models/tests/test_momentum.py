@@ -7,6 +7,15 @@ from torch import nn
 from ssl_models import BYOL, SmallCNN, cosine_momentum, momentum_copy, update_momentum
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small ops run many times slower with 2 threads when another process holds a core.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_cosine_momentum_schedule():
     assert cosine_momentum(0, 100, 0.996) == 0.996
     assert cosine_momentum(100, 100, 0.996) == 1.0
@@ -21,8 +30,12 @@ def test_cosine_momentum_schedule():
 
 @pytest.mark.parametrize(
     "args,match",
-    [((-1, 10, 0.9), "step"), ((11, 10, 0.9), "step"), ((0, 0, 0.9), "total_steps"),
-     ((0, 10, 1.5), "base")],
+    [
+        ((-1, 10, 0.9), "step"),
+        ((11, 10, 0.9), "step"),
+        ((0, 0, 0.9), "total_steps"),
+        ((0, 10, 1.5), "base"),
+    ],
 )
 def test_cosine_momentum_errors(args, match):
     with pytest.raises(ValueError, match=match):
@@ -74,8 +87,11 @@ def test_after_optimizer_step_follows_the_schedule():
     tau_j = cosine_momentum(j - 1, K, base) for the update after step j; BN buffers are copied."""
     torch.manual_seed(0)
     method = BYOL(
-        SmallCNN(widths=(4, 8)), projection_hidden_dim=8, projection_dim=4,
-        prediction_hidden_dim=8, base_momentum=0.9,
+        SmallCNN(widths=(4, 8)),
+        projection_hidden_dim=8,
+        projection_dim=4,
+        prediction_hidden_dim=8,
+        base_momentum=0.9,
     )
     total = 5
     expected = {k: v.clone() for k, v in method.encoder.named_parameters()}

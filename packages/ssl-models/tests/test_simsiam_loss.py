@@ -5,10 +5,21 @@ import torch
 from ssl_models import SimSiamLoss
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small ops run many times slower with 2 threads when another process holds a core.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _d(p, z):
     """arXiv:2011.10566, eq. 1: negative mean cosine similarity, by loops."""
     p, z = np.asarray(p, np.float64), np.asarray(z, np.float64)
-    cos = [float(p[i] @ z[i]) / (np.linalg.norm(p[i]) * np.linalg.norm(z[i])) for i in range(len(p))]
+    cos = [
+        float(p[i] @ z[i]) / (np.linalg.norm(p[i]) * np.linalg.norm(z[i])) for i in range(len(p))
+    ]
     return -sum(cos) / len(cos)
 
 

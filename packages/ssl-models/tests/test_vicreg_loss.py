@@ -5,6 +5,15 @@ import torch
 from ssl_models import VICRegLoss
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small ops run many times slower with 2 threads when another process holds a core.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _reference(z_a, z_b, lam=25.0, mu=25.0, nu=1.0, eps=1e-4):
     """arXiv:2105.04906 (scaling of the released code), by loops over samples and dimensions."""
     a, b = np.asarray(z_a, np.float64), np.asarray(z_b, np.float64)
@@ -14,7 +23,10 @@ def _reference(z_a, z_b, lam=25.0, mu=25.0, nu=1.0, eps=1e-4):
     def var_cov(x):
         mean = [sum(x[:, j]) / n for j in range(d)]
         cov = [
-            [sum((x[k, i] - mean[i]) * (x[k, j] - mean[j]) for k in range(n)) / (n - 1) for j in range(d)]
+            [
+                sum((x[k, i] - mean[i]) * (x[k, j] - mean[j]) for k in range(n)) / (n - 1)
+                for j in range(d)
+            ]
             for i in range(d)
         ]
         v = sum(max(0.0, 1 - np.sqrt(cov[j][j] + eps)) for j in range(d)) / d

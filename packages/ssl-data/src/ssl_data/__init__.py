@@ -2,9 +2,9 @@
 
 from ssl_data.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist, read_idx
 from ssl_data.errors import CorruptFileError, DatasetNotFoundError, SslDataError
+from ssl_data.policies import RandAugment, TrivialAugment
 from ssl_data.randomness import uniform
 from ssl_data.transforms import as_float_images, normalize
-from ssl_data.policies import RandAugment, TrivialAugment
 from ssl_data.views import (
     BarlowTwinsView,
     BYOLView,
@@ -23,25 +23,25 @@ from ssl_data.views import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "FASHION_MNIST_CLASSES",
     "BYOLView",
     "BarlowTwinsView",
+    "CorruptFileError",
+    "DatasetNotFoundError",
     "JigsawView",
     "MaskedPatchView",
     "MoCoV2View",
     "MultiCropView",
     "RandAugment",
     "RotationView",
+    "SimCLRView",
+    "SslDataError",
     "TrivialAugment",
     "VICRegView",
     "ViewDataset",
+    "as_float_images",
     "collate_views",
     "jigsaw_permutations",
-    "FASHION_MNIST_CLASSES",
-    "CorruptFileError",
-    "DatasetNotFoundError",
-    "SimCLRView",
-    "SslDataError",
-    "as_float_images",
     "load_fashion_mnist",
     "normalize",
     "read_idx",

@@ -27,8 +27,8 @@ def cosine_momentum(step: int, total_steps: int, base: float) -> float:
         ValueError: ``total_steps < 1``, ``step`` outside ``[0, total_steps]``, or ``base``
             outside ``[0, 1]``.
 
-    Reference: Grill et al., "Bootstrap Your Own Latent", arXiv:2006.07733, section 3.2 (the
-    schedule given after eq. (3)).
+    Reference: Grill et al., "Bootstrap Your Own Latent", arXiv:2006.07733, section 3.3 (the
+    target network's decay rate).
     """
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
@@ -60,27 +60,32 @@ def update_momentum(online: nn.Module, target: nn.Module, tau: float) -> None:
     """
     if not 0.0 <= tau <= 1.0:
         raise ValueError(f"tau must be in [0, 1], got {tau}")
-    pairs = [
-        (dict(online.named_parameters()), dict(target.named_parameters()), "parameters"),
-        (dict(online.named_buffers()), dict(target.named_buffers()), "buffers"),
-    ]
-    for src, dst, kind in pairs:
-        if src.keys() != dst.keys():
-            raise ValueError(
-                f"online and target {kind} differ: only online {sorted(src.keys() - dst.keys())}, "
-                f"only target {sorted(dst.keys() - src.keys())}"
-            )
-        for name, s in src.items():
-            if s.shape != dst[name].shape:
-                raise ValueError(
-                    f"{kind[:-1]} {name!r} has shape {tuple(s.shape)} online but "
-                    f"{tuple(dst[name].shape)} in the target"
-                )
-    for name, p in pairs[0][0].items():
-        t = pairs[0][1][name]
+    params = _matching(
+        dict(online.named_parameters()), dict(target.named_parameters()), "parameter"
+    )
+    buffers = _matching(dict(online.named_buffers()), dict(target.named_buffers()), "buffer")
+    for p, t in params:
         t.mul_(tau).add_(p.detach().to(t.dtype), alpha=1.0 - tau)
-    for name, b in pairs[1][0].items():
-        pairs[1][1][name].copy_(b)
+    for b, t in buffers:
+        t.copy_(b)
+
+
+def _matching(
+    online: dict[str, torch.Tensor], target: dict[str, torch.Tensor], kind: str
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(online, target)`` tensor pairs by name; raises ValueError on any name or shape mismatch."""
+    if online.keys() != target.keys():
+        raise ValueError(
+            f"online and target {kind}s differ: only online {sorted(online.keys() - target.keys())}, "
+            f"only target {sorted(target.keys() - online.keys())}"
+        )
+    for name, o in online.items():
+        if o.shape != target[name].shape:
+            raise ValueError(
+                f"{kind} {name!r} has shape {tuple(o.shape)} online but "
+                f"{tuple(target[name].shape)} in the target"
+            )
+    return [(online[name], target[name]) for name in online]
 
 
 def momentum_copy(module: nn.Module) -> nn.Module:

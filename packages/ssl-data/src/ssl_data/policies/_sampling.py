@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ssl_data.policies.augment_ops import apply_op
-from ssl_data.transforms.compose import apply_where
+from ssl_data.transforms.compose import apply_by_group
 
 
 def apply_chosen_ops(
@@ -23,9 +23,8 @@ def apply_chosen_ops(
     Returns:
         ``(B, C, H, W)`` float in [0, 1].
     """
-    x = images
-    for k, name in enumerate(ops):
-        x = apply_where(
-            x, choice == k, lambda s, rows, name=name: apply_op(name, s, magnitude[rows])
-        )
-    return x
+
+    def run(k: int, subset: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        return apply_op(ops[k], subset, magnitude[rows])
+
+    return apply_by_group(images, choice, run)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import kornia
 import numpy as np
 import torch
 
@@ -87,17 +86,20 @@ def sharpness(images: torch.Tensor, m: np.ndarray) -> torch.Tensor:
     if min(colour.shape[-2:]) < 3:
         return images
     f = torch.as_tensor(1.0 + m, dtype=images.dtype, device=images.device)
+    import kornia  # imported on first use: it adds ~2 s to `import ssl_data`
+
     return merge_alpha(kornia.enhance.sharpness(colour, f).clamp(0.0, 1.0), alpha)
 
 
 def posterize(images: torch.Tensor, m: np.ndarray) -> torch.Tensor:
-    """Keep the ``m`` (0..8) high bits of each 8-bit level ``round(255 x)``."""
+    """Keep the ``m`` (0..8) high bits of each 8-bit level ``round(255 x)``; 8 bits = unchanged."""
     colour, alpha = split_alpha(images)
     bits = torch.as_tensor(np.asarray(m, dtype=np.int64), device=images.device).view(-1, 1, 1, 1)
     levels = torch.round(colour * 255).to(torch.int64)
     shift = 8 - bits
     mask = (torch.full_like(bits, 255) >> shift) << shift
-    return merge_alpha((levels & mask).to(colour.dtype) / 255.0, alpha)
+    out = torch.where(bits == 8, colour, (levels & mask).to(colour.dtype) / 255.0)
+    return merge_alpha(out, alpha)
 
 
 def solarize_op(images: torch.Tensor, m: np.ndarray) -> torch.Tensor:
@@ -121,6 +123,8 @@ def equalize(images: torch.Tensor, m: np.ndarray) -> torch.Tensor:
     colour, alpha = split_alpha(images)
     # kornia reads the level as trunc(255 x): nudge exact levels k / 255 off the rounding edge.
     levels = ((torch.round(colour * 255) + 0.25) / 255.0).clamp(0.0, 1.0)
+    import kornia  # imported on first use: it adds ~2 s to `import ssl_data`
+
     return merge_alpha(kornia.enhance.equalize(levels), alpha)
 
 
@@ -147,7 +151,7 @@ AUGMENT_OPS: dict[str, tuple[AugmentOp, bool]] = {
     "Equalize": (equalize, False),
 }
 OP_NAMES = tuple(AUGMENT_OPS)
-# Operations that leave an image unchanged at magnitude bin 0 (for 8-bit-level images).
+# Operations that leave any image unchanged at magnitude bin 0.
 IDENTITY_AT_ZERO = (
     "Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate",
     "Brightness", "Color", "Contrast", "Sharpness", "Posterize",

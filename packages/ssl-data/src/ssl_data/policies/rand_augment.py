@@ -64,7 +64,10 @@ class RandAugment:
         for step in range(self.num_ops):
             choice = np.minimum((u[:, 2 * step] * len(ops)).astype(np.int64), len(ops) - 1)
             mags = np.array(
-                [magnitude_table(o, self.num_magnitude_bins, h, w, False)[self.magnitude] for o in ops]
+                [
+                    magnitude_table(o, self.num_magnitude_bins, h, w, False)[self.magnitude]
+                    for o in ops
+                ]
             )
             signed = np.array([AUGMENT_OPS[o][1] for o in ops])
             sign = np.where(signed[choice] & (u[:, 2 * step + 1] < 0.5), -1.0, 1.0)

@@ -125,7 +125,10 @@ def warp_affine(
     )
     if fill_mode == "constant" and cval != 0.0:
         inside = F.grid_sample(
-            torch.ones_like(images[:, :1]), grid, mode="bilinear", padding_mode="zeros",
+            torch.ones_like(images[:, :1]),
+            grid,
+            mode="bilinear",
+            padding_mode="zeros",
             align_corners=False,
         )
         out = out + cval * (1 - inside)
@@ -190,12 +193,20 @@ class RandomAffine:
         sym = 2 * u - 1  # uniform in [-1, 1)
         lo, hi = self.zoom_bounds
         shift = np.stack(
-            [sym[:, 1] * self.height_shift_range * height, sym[:, 2] * self.width_shift_range * width],
+            [
+                sym[:, 1] * self.height_shift_range * height,
+                sym[:, 2] * self.width_shift_range * width,
+            ],
             axis=1,
         )
         zoom = lo + (hi - lo) * u[:, 4:6]
         return affine_matrices(
-            height, width, sym[:, 0] * self.rotation_range, shift, sym[:, 3] * self.shear_range, zoom
+            height,
+            width,
+            sym[:, 0] * self.rotation_range,
+            shift,
+            sym[:, 3] * self.shear_range,
+            zoom,
         )
 
     def __call__(self, images: torch.Tensor, u: np.ndarray) -> torch.Tensor:

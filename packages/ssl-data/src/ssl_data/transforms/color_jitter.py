@@ -13,12 +13,16 @@ import itertools
 import math
 from dataclasses import dataclass
 
-import kornia
 import numpy as np
 import torch
 
 from ssl_data.transforms.channels import luma, merge_alpha, split_alpha
-from ssl_data.transforms.compose import apply_where, check_probability, check_uniforms
+from ssl_data.transforms.compose import (
+    apply_by_group,
+    apply_where,
+    check_probability,
+    check_uniforms,
+)
 from ssl_data.transforms.normalize import as_float_images
 
 ORDERS = tuple(itertools.permutations(range(4)))  # 24 orders of (brightness, contrast, sat, hue)
@@ -89,6 +93,8 @@ def adjust_saturation(images: torch.Tensor, factor: np.ndarray) -> torch.Tensor:
     f = _factors(factor, images)
     if colour.shape[1] == 1:
         return images
+    import kornia  # imported on first use: it adds ~2 s to `import ssl_data`
+
     out = kornia.enhance.adjust_saturation_with_gray_subtraction(colour, f)
     return merge_alpha(out, alpha)
 
@@ -112,6 +118,8 @@ def adjust_hue(images: torch.Tensor, factor: np.ndarray) -> torch.Tensor:
     f = _factors(factor, images)
     if colour.shape[1] == 1:
         return images
+    import kornia  # imported on first use: it adds ~2 s to `import ssl_data`
+
     out = kornia.enhance.adjust_hue(colour, f * (2 * math.pi)).clamp(0.0, 1.0)
     return merge_alpha(out, alpha)
 
@@ -137,12 +145,16 @@ def color_jitter(images: torch.Tensor, factors: np.ndarray, order: np.ndarray) -
     b = images.shape[0]
     if factors.shape != (b, 4) or order.shape != (b, 4):
         raise ValueError(f"factors and order must be ({b}, 4), got {factors.shape}, {order.shape}")
+    gray = split_alpha(images)[0].shape[1] == 1
+
+    def adjust(op: int, subset: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        if gray and op >= 2:  # saturation and hue do not exist for gray images
+            return subset
+        return _ADJUST[op](subset, factors[rows, op])
+
     x = images
     for step in range(4):
-        for op in range(4):
-            x = apply_where(
-                x, order[:, step] == op, lambda s, rows, op=op: _ADJUST[op](s, factors[rows, op])
-            )
+        x = apply_by_group(x, order[:, step], adjust)
     return x
 
 

@@ -82,6 +82,34 @@ def apply_where(
     return out
 
 
+def apply_by_group(
+    images: torch.Tensor,
+    group: np.ndarray,
+    fn: Callable[[int, torch.Tensor, np.ndarray], torch.Tensor],
+) -> torch.Tensor:
+    """Apply a different function to each group of samples (one pass, one output allocation).
+
+    Args:
+        images: ``(B, C, H, W)`` float images.
+        group: ``(B,)`` int group label of each sample.
+        fn: Called as ``fn(label, subset, rows)`` for every label present, with the
+            ``(n, C, H, W)`` images of that group and their ``(n,)`` row numbers; returns
+            ``(n, C, H, W)``.
+
+    Returns:
+        ``(B, C, H, W)`` images, each sample processed by its group's call.
+    """
+    labels = np.unique(group)
+    if len(labels) == 1:
+        return fn(int(labels[0]), images, np.arange(len(group)))
+    out = torch.empty_like(images)
+    for label in labels:
+        rows = np.flatnonzero(group == label)
+        index = torch.from_numpy(rows).to(images.device)
+        out[index] = fn(int(label), images[index], rows).to(out.dtype)
+    return out
+
+
 @dataclass(frozen=True)
 class Compose:
     """Apply random operations in sequence, each reading its own block of uniform columns.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import kornia
 import numpy as np
 import torch
 
@@ -59,11 +58,15 @@ def gaussian_blur(images: torch.Tensor, sigma: np.ndarray, kernel_size: int) -> 
     if sigma.shape != (b,) or (sigma <= 0).any():
         raise ValueError(f"sigma must be ({b},) positive, got {sigma}")
     if kernel_size % 2 == 0 or kernel_size // 2 >= min(h, w):
-        raise ValueError(f"kernel_size must be odd and < 2 * min(H, W), got {kernel_size} for {h}x{w}")
+        raise ValueError(
+            f"kernel_size must be odd and < 2 * min(H, W), got {kernel_size} for {h}x{w}"
+        )
     if kernel_size == 1:
         return images
     colour, alpha = split_alpha(images)
     s = torch.as_tensor(sigma, dtype=images.dtype, device=images.device).view(b, 1).repeat(1, 2)
+    import kornia  # imported on first use: it adds ~2 s to `import ssl_data`
+
     out = kornia.filters.gaussian_blur2d(colour, (kernel_size, kernel_size), s, "reflect")
     return merge_alpha(out, alpha)
 

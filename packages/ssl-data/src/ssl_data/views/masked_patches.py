@@ -95,7 +95,7 @@ class MaskedPatchView:
     @property
     def num_masked(self) -> int:
         """``round(mask_ratio * L)`` masked patches per image."""
-        return int(round(self.mask_ratio * self.num_patches))
+        return round(self.mask_ratio * self.num_patches)
 
     def __call__(
         self, images: torch.Tensor, indices: Sequence[int] | np.ndarray, epoch: int

@@ -10,7 +10,7 @@ its policy reads stream ``POLICY_STREAM + v``. A sample's view therefore depends
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -46,7 +46,9 @@ def check_indices(indices: Sequence[int] | np.ndarray, batch: int) -> np.ndarray
     return idx
 
 
-def prepare_images(images: torch.Tensor, indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+def prepare_images(
+    images: torch.Tensor, indices: Sequence[int] | np.ndarray
+) -> tuple[torch.Tensor, np.ndarray]:
     """Images as ``(B, C, H, W) float32`` in [0, 1] and indices as ``(B,) int64``.
 
     Args:
@@ -77,7 +79,7 @@ class ViewPipeline:
     """
 
     geometric: Compose
-    photometric: Compose = Compose()
+    photometric: Compose = field(default_factory=Compose)
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
     policy: RandomOp | None = None

@@ -79,7 +79,9 @@ class RotationView:
                 )
             geometric = Compose((RandomFlip(self.flip_p, 0.0),))
         else:
-            geometric = Compose((RandomResizedCrop(self.size, self.scale, self.ratio, self.flip_p),))
+            geometric = Compose(
+                (RandomResizedCrop(self.size, self.scale, self.ratio, self.flip_p),)
+            )
         view = ViewPipeline(geometric, mean=self.mean, std=self.std, policy=self.policy)
         v = view(x, idx, epoch, self.seed, 0)
         rotated = torch.stack([torch.rot90(v, r, dims=(-2, -1)) for r in range(4)], dim=1)

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 ViewGenerator = Callable[[torch.Tensor, np.ndarray, int], Sequence[torch.Tensor]]
 
 
-class ViewDataset(Dataset):  # type: ignore[type-arg]
+class ViewDataset(Dataset[list[torch.Tensor]]):
     """A dataset whose item ``i`` is the views of image ``i``, computed as the batched path does.
 
     The view generator is called on a batch of one (``images[i:i+1]``, index ``[i]``); since
@@ -31,8 +31,14 @@ class ViewDataset(Dataset):  # type: ignore[type-arg]
         ValueError: ``images`` is not 3-D or 4-D.
     """
 
-    def __init__(self, images: torch.Tensor | np.ndarray, view_generator: ViewGenerator, epoch: int = 0):
-        data = torch.as_tensor(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    def __init__(
+        self, images: torch.Tensor | np.ndarray, view_generator: ViewGenerator, epoch: int = 0
+    ):
+        data = (
+            torch.as_tensor(np.ascontiguousarray(images))
+            if isinstance(images, np.ndarray)
+            else images
+        )
         if data.ndim not in (3, 4):
             raise ValueError(f"images must be (N, H, W) or (N, C, H, W), got {tuple(data.shape)}")
         self.images = data

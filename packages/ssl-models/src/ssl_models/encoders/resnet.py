@@ -65,8 +65,9 @@ class ResNet(nn.Module):
         if small_images:
             stem = ResNetConvLayer(in_channels, _STEM_WIDTH, kernel_size=3, stride=1)
             nn.init.kaiming_normal_(stem.convolution.weight, mode="fan_out", nonlinearity="relu")
-            self.resnet.embedder.embedder = stem
-            self.resnet.embedder.pooler = nn.Identity()
+            # add_module replaces the registered 7x7 stride-2 convolution and the max-pool.
+            self.resnet.embedder.add_module("embedder", stem)
+            self.resnet.embedder.add_module("pooler", nn.Identity())
         self.depth = depth
         self.in_channels = in_channels
         self.small_images = small_images

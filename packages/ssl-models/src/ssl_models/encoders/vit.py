@@ -3,7 +3,7 @@ patch-token and visible-patches-only (MAE) forwards."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -179,9 +179,12 @@ class VisionTransformer(nn.Module):
         return normed
 
 
-def _blocks(vit: nn.Module) -> Any:
+def _blocks(vit: nn.Module) -> nn.ModuleList:
     # transformers 5 keeps the blocks in `layers`, 4.x in `encoder.layer`.
-    return vit.layers if hasattr(vit, "layers") else vit.encoder.layer
+    blocks = getattr(vit, "layers", None)
+    if not isinstance(blocks, nn.ModuleList):
+        blocks = vit.get_submodule("encoder.layer")
+    return cast(nn.ModuleList, blocks)
 
 
 def _sized(size: str, kwargs: dict[str, Any]) -> VisionTransformer:

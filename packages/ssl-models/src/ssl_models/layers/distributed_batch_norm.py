@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 from torch import nn
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the gradient of a sum is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.contiguous().clone()
+        dist.all_reduce(out)
+        return out
 
 
 class DistributedBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -37,7 +54,7 @@ class DistributedBatchNorm(nn.modules.batchnorm._BatchNorm):
         xf = x.float()
         count = torch.full((1,), xf.numel() / xf.shape[1], dtype=torch.float32, device=x.device)
         stats = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count])
-        stats = dist_nn.all_reduce(stats)
+        stats = _AllReduceSum.apply(stats)
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
@@ -48,13 +65,13 @@ class DistributedBatchNorm(nn.modules.batchnorm._BatchNorm):
             and self.running_var is not None
         ):
             with torch.no_grad():
-                if self.num_batches_tracked is not None:
-                    self.num_batches_tracked.add_(1)
-                m = (
-                    self.momentum
-                    if self.momentum is not None
-                    else 1.0 / float(self.num_batches_tracked)
-                )
+                tracked = self.num_batches_tracked
+                if tracked is not None:
+                    tracked.add_(1)
+                if self.momentum is not None:
+                    m = self.momentum
+                else:  # cumulative moving average, as BatchNorm does with momentum=None
+                    m = 1.0 / float(tracked) if tracked is not None else 0.0
                 self.running_mean.mul_(1 - m).add_(m * mean.detach())
                 self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1).clamp_min(1))
         shape = (1, c) + (1,) * (x.ndim - 2)
@@ -65,8 +82,14 @@ class DistributedBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def convert_to_distributed_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every ``BatchNorm{1,2,3}d`` in ``module`` by :class:`DistributedBatchNorm`,
-    keeping weights, biases and running statistics. Returns the (possibly new) module.
+    """Replace every ``BatchNorm{1,2,3}d`` in ``module`` by :class:`DistributedBatchNorm`.
+
+    Like ``torch.nn.SyncBatchNorm.convert_sync_batchnorm``, the new layers reuse the original
+    parameter and buffer objects, so an optimiser built before the conversion, frozen
+    (``requires_grad=False``) momentum networks and the state-dict keys are all unchanged.
+
+    Returns:
+        The converted module (a new object only when ``module`` itself is a batch norm).
     """
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
         module, DistributedBatchNorm
@@ -78,11 +101,12 @@ def convert_to_distributed_batchnorm(module: nn.Module) -> nn.Module:
             module.affine,
             module.track_running_stats,
         )
-        state = module.state_dict()
-        new.load_state_dict(state)
+        for name, param in module.named_parameters(recurse=False):
+            setattr(new, name, param)
+        for name, buf in module.named_buffers(recurse=False):
+            setattr(new, name, buf)
         new.train(module.training)
-        devices = {t.device for t in state.values()}
-        return new.to(devices.pop()) if devices else new
+        return new
     for name, child in module.named_children():
         module.add_module(name, convert_to_distributed_batchnorm(child))
     return module

@@ -150,7 +150,9 @@ class DINOLoss(nn.Module):
         m = self.center_momentum
         self.center.copy_(self.center * m + batch_center * (1 - m))
 
-    def _check(self, teacher_out: Sequence[torch.Tensor], student_out: Sequence[torch.Tensor]) -> None:
+    def _check(
+        self, teacher_out: Sequence[torch.Tensor], student_out: Sequence[torch.Tensor]
+    ) -> None:
         g, v = len(teacher_out), len(student_out)
         if g < 1 or v < 2 or v < g:
             raise ValueError(

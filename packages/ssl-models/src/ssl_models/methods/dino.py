@@ -149,7 +149,10 @@ class DINO(SSLMethod):
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         """EMA update of the teacher with :meth:`momentum_at`; records ``step`` for the loss."""
         m = self.momentum_at(step, total_steps)
-        for student, teacher in ((self.encoder, self.teacher_encoder), (self.head, self.teacher_head)):
+        for student, teacher in (
+            (self.encoder, self.teacher_encoder),
+            (self.head, self.teacher_head),
+        ):
             for p_t, p_s in zip(teacher.parameters(), student.parameters(), strict=True):
                 p_t.mul_(m).add_(p_s.detach(), alpha=1.0 - m)
         self.global_step.fill_(step)

@@ -19,7 +19,10 @@ _MAX_TILES = 9
 
 @functools.lru_cache(maxsize=8)
 def _permutation_set(num_permutations: int, num_tiles: int, seed: int) -> np.ndarray:
-    candidates = np.array(list(itertools.permutations(range(num_tiles))), dtype=np.int8)
+    flat = itertools.chain.from_iterable(itertools.permutations(range(num_tiles)))
+    candidates = np.fromiter(flat, dtype=np.int8).reshape(-1, num_tiles)
+    # One row per tile position: comparing a position at a time is ~15x faster than row-wise.
+    columns = np.ascontiguousarray(candidates.T)
     score = np.zeros(len(candidates), dtype=np.int64)
     available = np.ones(len(candidates), dtype=bool)
     chosen: list[int] = []
@@ -27,14 +30,19 @@ def _permutation_set(num_permutations: int, num_tiles: int, seed: int) -> np.nda
     for _ in range(num_permutations):
         chosen.append(j)
         available[j] = False
-        score += (candidates != candidates[j]).sum(axis=1)
+        distance = np.zeros(len(candidates), dtype=np.int16)
+        for position in range(num_tiles):
+            distance += columns[position] != candidates[j, position]
+        score += distance
         j = int(np.argmax(np.where(available, score, -1)))
     out = candidates[chosen].astype(np.int64)
     out.flags.writeable = False
     return out
 
 
-def jigsaw_permutations(num_permutations: int = 100, num_tiles: int = 9, seed: int = 0) -> np.ndarray:
+def jigsaw_permutations(
+    num_permutations: int = 100, num_tiles: int = 9, seed: int = 0
+) -> np.ndarray:
     """The maximal-Hamming-distance permutation set of the paper, built deterministically.
 
     The algorithm (the paper's Algorithm 1, with the random first pick replaced by ``seed`` so

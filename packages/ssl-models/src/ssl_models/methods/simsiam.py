@@ -62,6 +62,4 @@ class SimSiam(SSLMethod):
         """
         self._check_views(views)
         z_a, z_b = (self.projection_head(self.encoder(v)) for v in views)
-        return self.criterion(
-            self.prediction_head(z_a), self.prediction_head(z_b), z_a, z_b
-        )
+        return self.criterion(self.prediction_head(z_a), self.prediction_head(z_b), z_a, z_b)
