@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,18 @@ LATEST = "latest"
 
 @dataclass
 class TrainerState:
-    """What a resume needs besides tensors: the step and the data position."""
+    """What a resume needs besides tensors: the step, the data position and loop counters.
+
+    Augmentation parameters and the epoch order are functions of (seed, epoch, index), so the
+    data position alone restores the data stream exactly; no RNG state needs saving.
+    """
 
     step: int
     epoch: int
     batch_in_epoch: int
     recipe_sha256: str
+    skipped_steps: int = 0
+    scaler: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -167,4 +173,7 @@ def load_checkpoint(
         )
     if optimizer is not None:
         optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, meta["optimizer"]))
-    return TrainerState(meta["step"], meta["epoch"], meta["batch_in_epoch"], meta["recipe_sha256"])
+    return TrainerState(
+        meta["step"], meta["epoch"], meta["batch_in_epoch"], meta["recipe_sha256"],
+        meta.get("skipped_steps", 0), meta.get("scaler", {}),
+    )  # fmt: skip

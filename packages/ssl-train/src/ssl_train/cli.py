@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,26 +26,47 @@ def _recipe_path(arg: str) -> Path:
     )
 
 
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line minus ``--nproc N`` / ``--nproc=N`` (what each torchrun rank runs)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
 def _pretrain(args: argparse.Namespace) -> int:
+    from ssl_train.distributed import launch_with_torchrun, shutdown_distributed
     from ssl_train.recipe import load_recipe
     from ssl_train.trainer import Trainer
 
-    recipe = load_recipe(_recipe_path(args.recipe), args.set)
+    recipe = load_recipe(_recipe_path(args.recipe), args.set)  # validate before launching ranks
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        return launch_with_torchrun(args.nproc, _without_nproc(args.argv))
     output = Path(args.output) if args.output else Path("runs") / recipe.name
-    result = Trainer(recipe, output, resume=args.resume).fit()
-    print(
-        json.dumps(
-            {
-                "run": str(output),
-                "steps": result.steps,
-                "final_loss": round(result.final_loss, 4) if result.steps else None,
-                "images_per_s": round(result.images_per_s, 1),
-                "seconds": round(result.seconds, 1),
-                "checkpoint": str(result.checkpoint),
-                "stopped_early": result.stopped_early,
-            }
+    try:
+        result = Trainer(recipe, output, resume=args.resume).fit()
+    finally:
+        shutdown_distributed()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            json.dumps(
+                {
+                    "run": str(output),
+                    "steps": result.steps,
+                    "final_loss": round(result.final_loss, 4) if result.steps else None,
+                    "images_per_s": round(result.images_per_s, 1),
+                    "seconds": round(result.seconds, 1),
+                    "checkpoint": str(result.checkpoint),
+                    "stopped_early": result.stopped_early,
+                    "skipped_steps": result.skipped_steps,
+                }
+            )
         )
-    )
     return 0
 
 
@@ -124,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue from the run folder's latest checkpoint"
     )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N processes on this machine with DDP (shortcut for torchrun --standalone "
+        "--nproc_per_node N); the recipe's batch size stays global",
+    )
     p.set_defaults(func=_pretrain)
 
     e = sub.add_parser(
@@ -151,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return int(args.func(args))
     except SslTrainError as err:

@@ -94,6 +94,29 @@ class BudgetConfig(_Section):
         return self
 
 
+class TrainerConfig(_Section):
+    """How each step runs: device, precision, accumulation, clipping, non-finite losses."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast dtype; fp16 adds a gradient scaler"
+    )
+    accumulate_steps: int = Field(1, ge=1, description="Micro-batches per optimiser step")
+    clip_grad_norm: float | None = Field(None, gt=0, description="Max global gradient norm")
+    channels_last: bool = False
+    compile: bool = Field(False, description="torch.compile the method")
+    nonfinite: Literal["skip", "stop"] = Field(
+        "stop", description="On a NaN/inf loss: skip the step (counted) or stop"
+    )
+
+
+class DistributedConfig(_Section):
+    """Multi-process training under torchrun (ignored in one process)."""
+
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    sync_batchnorm: bool = Field(True, description="Batch-norm statistics over the global batch")
+
+
 class CheckpointConfig(_Section):
     every_steps: int = Field(500, ge=1)
     keep_last: int = Field(2, ge=1)
@@ -124,6 +147,8 @@ class Recipe(_Section):
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     budget: BudgetConfig
+    trainer: TrainerConfig = TrainerConfig()
+    distributed: DistributedConfig = DistributedConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     logging: LoggingConfig = LoggingConfig()
