@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from ssl_data import jigsaw_permutations as data_permutations
 from ssl_data import load_fashion_mnist
 from ssl_data.datasets import bundled_sample_root

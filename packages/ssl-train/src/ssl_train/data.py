@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 import torch
 
-from ssl_data import SimCLRView, as_float_images, load_fashion_mnist, normalize
+from ssl_data import as_float_images, load_fashion_mnist, normalize
+from ssl_data.policies import RandAugment, TrivialAugment
+from ssl_data.views import (
+    BarlowTwinsView,
+    BYOLView,
+    JigsawView,
+    MaskedPatchView,
+    MoCoV2View,
+    MultiCropView,
+    RotationView,
+    SimCLRView,
+    VICRegView,
+)
 from ssl_train.recipe import Recipe
 
 EXAMPLE_INPUTS = 64
@@ -19,21 +35,56 @@ def load_images(recipe: Recipe, split: str | None = None) -> tuple[torch.Tensor,
     return torch.from_numpy(np.ascontiguousarray(images)), labels
 
 
-def build_views(recipe: Recipe) -> SimCLRView:
-    """The view generator the recipe names."""
-    v = recipe.views
-    return SimCLRView(
-        size=recipe.data.image_size,
-        mean=tuple(recipe.data.mean),
-        std=tuple(recipe.data.std),
-        scale=v.scale,
-        ratio=v.ratio,
-        flip_p=v.flip_p,
-        jitter_p=v.jitter_p,
-        brightness=v.brightness,
-        contrast=v.contrast,
-        seed=recipe.seed,
-    )
+VIEWS: dict[str, type] = {
+    "simclr": SimCLRView,
+    "moco_v2": MoCoV2View,
+    "byol": BYOLView,
+    "vicreg": VICRegView,
+    "barlow_twins": BarlowTwinsView,
+    "multi_crop": MultiCropView,
+    "masked_patches": MaskedPatchView,
+    "rotation": RotationView,
+    "jigsaw": JigsawView,
+}
+POLICIES: dict[str, type] = {"rand_augment": RandAugment, "trivial_augment": TrivialAugment}
+
+ViewGenerator = Callable[[torch.Tensor, np.ndarray, int], Sequence[torch.Tensor]]
+
+
+def build_views(recipe: Recipe) -> ViewGenerator:
+    """The view generator the recipe names, with the data's size, mean and std filled in.
+
+    ``recipe.views`` is ``{"name": ..., **arguments}``; ``policy`` may be
+    ``{"name": "rand_augment" | "trivial_augment", **arguments}``. ``size`` defaults to
+    ``data.image_size`` for generators whose own default is a fixed size.
+
+    Raises:
+        KeyError: Unknown view or policy name (the message lists the known ones).
+        TypeError: An argument the generator does not take.
+        ValueError: A value the generator rejects.
+    """
+    kwargs: dict[str, Any] = dict(recipe.views)
+    name = kwargs.pop("name", "simclr")
+    if name not in VIEWS:
+        raise KeyError(f"unknown view generator {name!r}; known: {sorted(VIEWS)}")
+    cls = VIEWS[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    if isinstance(kwargs.get("policy"), dict):
+        policy = dict(kwargs["policy"])
+        pname = policy.pop("name", None)
+        if pname not in POLICIES:
+            raise KeyError(f"unknown policy {pname!r}; known: {sorted(POLICIES)}")
+        kwargs["policy"] = POLICIES[pname](**policy)
+    defaults = {"mean": tuple(recipe.data.mean), "std": tuple(recipe.data.std), "seed": recipe.seed}
+    size_field = fields.get("size")
+    if size_field is not None and size_field.default is not None:
+        defaults["size"] = recipe.data.image_size
+    for key, value in defaults.items():
+        if key in fields:
+            kwargs.setdefault(key, value)
+    generator: ViewGenerator = cls(**kwargs)
+    return generator
 
 
 def preprocess(recipe: Recipe, images: torch.Tensor) -> torch.Tensor:

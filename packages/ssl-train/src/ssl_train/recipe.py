@@ -48,18 +48,6 @@ class DataConfig(_Section):
         return self
 
 
-class ViewsConfig(_Section):
-    """The view generator (ssl_data.views)."""
-
-    name: Literal["simclr"] = "simclr"
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_p: float = Field(0.5, ge=0, le=1)
-    jitter_p: float = Field(0.8, ge=0, le=1)
-    brightness: float = Field(0.4, ge=0, lt=1)
-    contrast: float = Field(0.4, ge=0, lt=1)
-
-
 class OptimizerConfig(_Section):
     """Optimiser; 1-D parameters (biases, norm weights) get no weight decay."""
 
@@ -141,7 +129,10 @@ class Recipe(_Section):
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's")
     data: DataConfig = DataConfig()
-    views: ViewsConfig = ViewsConfig()
+    views: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "simclr"},
+        description="View generator: name (see ssl_train.data.VIEWS) and its arguments",
+    )
     encoder: dict[str, Any]
     method: dict[str, Any]
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -244,7 +235,12 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
 
 def _check_builds(recipe: Recipe, source: str) -> None:
     import ssl_models
+    from ssl_train.data import build_views
 
+    try:
+        build_views(recipe)
+    except (KeyError, TypeError, ValueError) as err:
+        raise RecipeError(f"invalid recipe {source}: views: {err}") from None
     try:
         encoder = ssl_models.build_encoder(recipe.encoder)
         ssl_models.build_method(recipe.method, encoder)
