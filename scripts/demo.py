@@ -114,7 +114,17 @@ def main() -> int:
     if args.steps is not None:
         overrides += ["--set", f"budget.steps={args.steps}"]
     pretrain = json.loads(
-        run(["ssl-train", "pretrain", RECIPE, "--output", str(out / "pretrain"), *overrides])
+        run(
+            [
+                "ssl-train",
+                "pretrain",
+                RECIPE,
+                "--output",
+                str(out / "pretrain"),
+                "--overwrite",
+                *overrides,
+            ]
+        )
     )
     run(
         [
@@ -123,6 +133,7 @@ def main() -> int:
             RECIPE,
             "--output",
             str(out / "random-init"),
+            "--overwrite",
             "--set",
             "budget.steps=0",
             "--set",

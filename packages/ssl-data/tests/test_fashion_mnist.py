@@ -29,7 +29,7 @@ def test_sample_is_prefix_of_full_set():
 
 
 def test_missing_folder_says_what_to_do(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match="dataset-fashion-mnist"):
+    with pytest.raises(DatasetNotFoundError, match="data.root"):
         load_fashion_mnist("train", root=tmp_path)
 
 

@@ -14,6 +14,10 @@ def test_shipped_recipes_validate():
 
 
 def test_unknown_key_is_named(tiny_tree):
+    with pytest.raises(
+        RecipeError, match=r"optimiser: unknown key; allowed: name, seed, threads, data"
+    ):
+        recipe_from_dict({**tiny_tree, "optimiser": {"lr": 0.1}})
     with pytest.raises(RecipeError, match=r"optimizer\.lrr: unknown key"):
         recipe_from_dict({**tiny_tree, "optimizer": {"lrr": 0.1}})
 
@@ -34,7 +38,9 @@ def test_budget_needs_exactly_one_length(tiny_tree):
 
 
 def test_unknown_encoder_argument_is_an_error(tiny_tree):
-    with pytest.raises(RecipeError, match="encoder/method: .*depth"):
+    with pytest.raises(
+        RecipeError, match="encoder: .*depth.*accepts: in_channels, widths, stem_stride"
+    ):
         recipe_from_dict(tiny_tree, ["encoder.depth=3"])
 
 

@@ -2,10 +2,11 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
-from ssl_train import CheckpointError, recipe_from_dict
-from ssl_train.checkpoint import load_checkpoint, resolve_checkpoint
+from ssl_train import CheckpointError, SslTrainError, recipe_from_dict
+from ssl_train.checkpoint import TrainerState, load_checkpoint, resolve_checkpoint, save_checkpoint
 from ssl_train.cli import main
 from ssl_train.trainer import Trainer, build_model
 
@@ -85,3 +86,60 @@ def test_cli_pretrain_and_evaluate(tiny_tree, tmp_path, capsys):
     assert 0.2 < res["knn_top1_k5"] <= 1.0  # 10 classes: chance is 0.1
     assert main(["pretrain", str(tmp_path / "missing.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_rerun_into_a_run_folder_needs_resume_or_overwrite(tiny_recipe, tmp_path):
+    Trainer(tiny_recipe, tmp_path / "run").fit()
+    with pytest.raises(SslTrainError, match="already holds a run; pass --resume .* --overwrite"):
+        Trainer(tiny_recipe, tmp_path / "run").fit()
+    shorter = recipe_from_dict(tiny_recipe.model_dump(mode="json"), ["budget.steps=2"])
+    result = Trainer(shorter, tmp_path / "run", overwrite=True).fit()
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("step-*")) == ["step-00000002"]
+    assert resolve_checkpoint(tmp_path / "run") == result.checkpoint
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(SslTrainError, match="already holds files"):
+        Trainer(tiny_recipe, tmp_path / "other", overwrite=True).fit()
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_pruning_keeps_the_checkpoint_just_written(tiny_recipe, tmp_path):
+    model = build_model(tiny_recipe)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in (8, 4, 3):
+        path = save_checkpoint(tmp_path, model=model, optimizer=opt, state=TrainerState(step, 0, step, "x"),
+                               recipe_yaml="", example_inputs={"x": torch.zeros(1)}, keep_last=2)  # fmt: skip
+    assert path.is_dir() and resolve_checkpoint(tmp_path) == path
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*")) == [
+        "step-00000003",
+        "step-00000008",
+    ]
+
+
+def test_resume_with_changed_recipe_names_the_keys(tiny_recipe, tmp_path):
+    Trainer(tiny_recipe, tmp_path / "run").fit()
+    longer = recipe_from_dict(
+        tiny_recipe.model_dump(mode="json"), ["budget.steps=10", "optimizer.lr=0.1"]
+    )
+    with pytest.raises(
+        CheckpointError, match=r"budget\.steps: 6 -> 10, optimizer\.lr: 0\.05 -> 0\.1"
+    ):
+        Trainer(longer, tmp_path / "run", resume=True).fit()
+
+
+def test_cli_rejects_bad_evaluate_values(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["evaluate", "--embeddings", "x.npz", "--k", "0"])
+    assert err.value.code == 2 and "must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--embeddings", "x.npz", "--temperature", "-1"])
+    assert "must be > 0" in capsys.readouterr().err
+
+
+def test_cli_recipes_lists_and_prints(capsys):
+    assert main(["recipes"]) == 0
+    listing = capsys.readouterr().out
+    assert "fashion_mnist_simclr" in listing and "fashion_mnist_dino" in listing
+    assert main(["recipes", "fashion_mnist_byol"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["method"]["name"] == "byol"

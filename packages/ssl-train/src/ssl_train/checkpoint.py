@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -95,6 +96,7 @@ def save_checkpoint(
     name = f"step-{state.step:08d}"
     final = root / name
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is meant to be shared
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, str(tmp / "model.safetensors"))
@@ -117,8 +119,9 @@ def save_checkpoint(
     pointer_tmp = root / f".{LATEST}.tmp"
     pointer_tmp.write_text(name + "\n")
     os.replace(pointer_tmp, root / LATEST)
-    steps = sorted(p for p in root.glob("step-*") if p.is_dir())
-    for old in steps[:-keep_last]:
+    # Keep the newest folders by step, and always the one just written.
+    steps = sorted(p for p in root.glob("step-*") if p.is_dir() and p != final)
+    for old in steps[: max(0, len(steps) - (keep_last - 1))]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -142,13 +145,38 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def _recipe_changes(saved: Path, current_yaml: str, most: int = 8) -> str:
+    """`` (budget.steps: 6 -> 10, ...)``: the keys where two resolved recipes differ."""
+    try:
+        old = _flatten(yaml.safe_load(saved.read_text()))
+    except (OSError, yaml.YAMLError):
+        return ""
+    new = _flatten(yaml.safe_load(current_yaml))
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    parts = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:most]]
+    more = f", and {len(keys) - most} more" if len(keys) > most else ""
+    return f" ({', '.join(parts)}{more})" if parts else ""
+
+
 def load_checkpoint(
     path: str | Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None,
     recipe_sha256: str,
+    recipe_yaml: str | None = None,
 ) -> TrainerState:
     """Load weights (strict) and optimiser state into existing objects.
+
+    ``recipe_yaml`` (the current resolved recipe) lets a recipe mismatch name the changed keys.
 
     Raises:
         CheckpointError: A file is missing or corrupt, the recipe differs, or the weights do not
@@ -162,9 +190,10 @@ def load_checkpoint(
     except (OSError, json.JSONDecodeError, SafetensorError) as err:
         raise CheckpointError(f"{folder}: corrupt checkpoint ({err})") from None
     if meta.get("recipe_sha256") != recipe_sha256:
+        changed = _recipe_changes(folder / "recipe.yaml", recipe_yaml) if recipe_yaml else ""
         raise CheckpointError(
-            f"{folder}: written by a different recipe (sha256 {meta.get('recipe_sha256', '?')[:12]}, "
-            f"this run {recipe_sha256[:12]}); resume with the recipe saved beside it ({folder / 'recipe.yaml'})"
+            f"{folder}: written by a different recipe{changed}; resume with the recipe saved "
+            f"beside it ({folder / 'recipe.yaml'}), or start a new run with --overwrite"
         )
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from ssl_data import SslDataError
+from ssl_models import SslModelsError
 from ssl_train.errors import SslTrainError
 from ssl_train.recipes import shipped_recipes
 
@@ -49,7 +52,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         return launch_with_torchrun(args.nproc, _without_nproc(args.argv))
     output = Path(args.output) if args.output else Path("runs") / recipe.name
     try:
-        result = Trainer(recipe, output, resume=args.resume).fit()
+        result = Trainer(recipe, output, resume=args.resume, overwrite=args.overwrite).fit()
     finally:
         shutdown_distributed()
     if int(os.environ.get("RANK", "0")) == 0:
@@ -58,7 +61,9 @@ def _pretrain(args: argparse.Namespace) -> int:
                 {
                     "run": str(output),
                     "steps": result.steps,
-                    "final_loss": round(result.final_loss, 4) if result.steps else None,
+                    "final_loss": round(result.final_loss, 4)
+                    if math.isfinite(result.final_loss)
+                    else None,
                     "images_per_s": round(result.images_per_s, 1),
                     "seconds": round(result.seconds, 1),
                     "checkpoint": str(result.checkpoint),
@@ -119,6 +124,33 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _recipes(args: argparse.Namespace) -> int:
+    shipped = shipped_recipes()
+    if args.name is None:
+        for name, path in sorted(shipped.items()):
+            first = path.read_text().splitlines()[0].lstrip("# ")
+            print(f"{name:<28} {first}")
+        return 0
+    if args.name not in shipped:
+        raise SslTrainError(f"no shipped recipe {args.name!r}; known: {', '.join(sorted(shipped))}")
+    sys.stdout.write(shipped[args.name].read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssl-train",
@@ -147,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue from the run folder's latest checkpoint"
     )
     p.add_argument(
+        "--overwrite", action="store_true", help="delete a previous run in the output folder first"
+    )
+    p.add_argument(
         "--nproc",
         type=int,
         default=1,
@@ -155,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--nproc_per_node N); the recipe's batch size stays global",
     )
     p.set_defaults(func=_pretrain)
+
+    r = sub.add_parser(
+        "recipes",
+        help="list the shipped recipes, or print one to start your own",
+        description="Without NAME: list the shipped recipes. With NAME: print that recipe's YAML "
+        "(e.g. ssl-train recipes fashion_mnist_simclr > my.yaml).",
+    )
+    r.add_argument("name", nargs="?", help="a shipped recipe name")
+    r.set_defaults(func=_recipes)
 
     e = sub.add_parser(
         "evaluate",
@@ -172,9 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=".npz with train_embeddings, train_labels, test_embeddings, test_labels",
     )
     e.add_argument(
-        "--k", type=int, nargs="+", default=[20, 200], help="neighbour counts (default: 20 200)"
+        "--k",
+        type=_positive_int,
+        nargs="+",
+        default=[20, 200],
+        help="neighbour counts (default: 20 200)",
     )
-    e.add_argument("--temperature", type=float, default=0.1, help="vote temperature (default: 0.1)")
+    e.add_argument(
+        "--temperature", type=_positive_float, default=0.1, help="vote temperature (default: 0.1)"
+    )
     e.add_argument("--output", help="also write the result as JSON here")
     e.set_defaults(func=_evaluate)
     return parser
@@ -186,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         return int(args.func(args))
-    except SslTrainError as err:
+    except (SslTrainError, SslDataError, SslModelsError) as err:
         print(f"ssl-train: error: {err}", file=sys.stderr)
         return 2
 

@@ -7,6 +7,7 @@ reject unknown names and arguments; :func:`load_recipe` checks that by building 
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -179,13 +180,26 @@ def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
     return out
 
 
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys of the recipe section at ``loc`` (empty when it is not a fixed section)."""
+    model: Any = Recipe
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
 def _format_error(err: ValidationError, source: str) -> str:
     lines = [f"invalid recipe {source}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            allowed = _allowed_keys(e["loc"][:-1])
+            msg = f"unknown key; allowed: {', '.join(allowed)}" if allowed else "unknown key"
         elif e["type"] == "literal_error":
             msg = f"{msg}, got {e.get('input')!r}"
         lines.append(f"  {loc}: {msg}")
@@ -235,17 +249,32 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
 
 def _check_builds(recipe: Recipe, source: str) -> None:
     import ssl_models
-    from ssl_train.data import build_views
+    from ssl_train.data import VIEWS, build_views
+
+    def fail(section: str, err: Exception, registry: Mapping[str, Any]) -> RecipeError:
+        name = getattr(recipe, section).get("name", "simclr" if section == "views" else None)
+        msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        if isinstance(err, TypeError) and name in registry:
+            accepted = [
+                p
+                for p in inspect.signature(registry[name]).parameters
+                if p not in ("self", "encoder")
+            ]
+            msg = f"{msg}; {section} {name!r} accepts: {', '.join(accepted)}"
+        return RecipeError(f"invalid recipe {source}: {section}: {msg}")
 
     try:
         build_views(recipe)
     except (KeyError, TypeError, ValueError) as err:
-        raise RecipeError(f"invalid recipe {source}: views: {err}") from None
+        raise fail("views", err, VIEWS) from None
     try:
         encoder = ssl_models.build_encoder(recipe.encoder)
+    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
+        raise fail("encoder", err, ssl_models.ENCODERS) from None
+    try:
         ssl_models.build_method(recipe.method, encoder)
     except (ssl_models.SslModelsError, TypeError, ValueError) as err:
-        raise RecipeError(f"invalid recipe {source}: encoder/method: {err}") from None
+        raise fail("method", err, ssl_models.METHODS) from None
     in_ch = recipe.encoder.get("in_channels", 1)
     if in_ch != recipe.data.channels:
         raise RecipeError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -76,17 +77,23 @@ class Trainer:
         recipe: A validated recipe.
         output: The run folder (created).
         resume: Continue from ``output``'s latest checkpoint (same recipe required).
+        overwrite: Delete a previous run in ``output`` first. Without it (or ``resume``), a
+            folder that already holds a run is an error, so no run is mixed with another.
 
     Raises:
         CheckpointError: ``resume`` is set and no matching checkpoint exists.
+        SslTrainError: ``output`` holds something and neither ``resume`` nor ``overwrite``.
         SslTrainError: The batch does not split over ranks/micro-batches, the dataset is smaller
             than one batch, or a loss is not finite under ``trainer.nonfinite: stop``.
     """
 
-    def __init__(self, recipe: Recipe, output: str | Path, resume: bool = False) -> None:
+    def __init__(
+        self, recipe: Recipe, output: str | Path, resume: bool = False, overwrite: bool = False
+    ) -> None:
         self.recipe = recipe
         self.output = Path(output)
         self.resume = resume
+        self.overwrite = overwrite
         self._stop_signal: str | None = None
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -101,7 +108,7 @@ class Trainer:
         micro = _rank_batch(r, ctx.world_size)
         recipe_yaml = r.to_yaml()
         if ctx.is_main:
-            self.output.mkdir(parents=True, exist_ok=True)
+            self._prepare_output()
             (self.output / "recipe.yaml").write_text(recipe_yaml)
 
         images, _ = load_images(r)
@@ -130,7 +137,7 @@ class Trainer:
 
         step, skipped = 0, 0
         if self.resume:
-            state = load_checkpoint(self.output, model, optimizer, r.sha256())
+            state = load_checkpoint(self.output, model, optimizer, r.sha256(), recipe_yaml)
             step, skipped = state.step, state.skipped_steps
             if state.scaler:
                 scaler.load_state_dict(state.scaler)
@@ -252,11 +259,24 @@ class Trainer:
         )
         result = TrainResult(step, loss_value, ips, seconds, last_ckpt, stopped, skipped)
         if ctx.is_main:
-            summary = {"steps": step, "final_loss": loss_value if step else None, "images_per_s": ips,
+            summary = {"steps": step, "final_loss": loss_value if math.isfinite(loss_value) else None, "images_per_s": ips,
                        "seconds": seconds, "checkpoint": str(last_ckpt), "stopped_early": stopped,
                        "skipped_steps": skipped, "world_size": ctx.world_size}  # fmt: skip
             (self.output / "train_summary.json").write_text(json.dumps(summary, indent=2))
         return result
+
+    def _prepare_output(self) -> None:
+        out = self.output
+        if out.exists() and any(out.iterdir()) and not self.resume:
+            is_run = (out / "recipe.yaml").is_file() or (out / "checkpoints").is_dir()
+            if not (self.overwrite and is_run):
+                raise SslTrainError(
+                    f"{out} already holds {'a run' if is_run else 'files'}; pass --resume to "
+                    f"continue it{', --overwrite to replace it' if is_run else ''}, or choose "
+                    "another --output"
+                )
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
 
     def _accumulate(
         self,

@@ -70,9 +70,9 @@ def load_fashion_mnist(
     for p in (images_path, labels_path):
         if not p.is_file():
             raise DatasetNotFoundError(
-                f"Fashion-MNIST file {p} not found; install Debian's dataset-fashion-mnist, "
-                "set SSL_DATA_FASHION_MNIST to a folder with the IDX files, or pass root=None "
-                "to use the bundled sample"
+                f"Fashion-MNIST file {p} not found; point the root (a recipe's data.root) at a "
+                "folder holding the four IDX files, or leave it unset (null) to use Debian's "
+                "dataset-fashion-mnist, $SSL_DATA_FASHION_MNIST or the bundled sample"
             )
     images = read_idx(images_path)
     labels = read_idx(labels_path).astype(np.int64)
