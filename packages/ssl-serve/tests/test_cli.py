@@ -9,7 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_helpers import MODEL_NAME, CheckpointFixture, ServerProcess, png_bytes, start_server
+from serve_helpers import (
+    MODEL_NAME,
+    NO_TORCH,
+    CheckpointFixture,
+    ServerProcess,
+    png_bytes,
+    start_server,
+)
 
 from ssl_serve.cli import main
 from ssl_serve.client import EmbeddingClient
@@ -40,6 +47,44 @@ def test_embed_writes_the_served_embeddings(
     np.testing.assert_array_equal(np.load(out), expected)
 
 
+def test_embed_prints_the_npy_path_and_names_the_bad_file(
+    server: ServerProcess,
+    tmp_path: Path,
+    fashion_test_images: np.ndarray,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    good, bad = tmp_path / "f0.png", tmp_path / "f1.png"
+    good.write_bytes(png_bytes(fashion_test_images[0]))
+    bad.write_bytes(b"not an image")
+    args = ["embed", "--target", server.address, "--model", MODEL_NAME]
+    # numpy.save appends .npy; the printed path is the file written.
+    assert main([*args, "--output", str(tmp_path / "out"), str(good)]) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'out.npy'}: (1, 128) float32\n"
+    assert np.load(tmp_path / "out.npy").shape == (1, 128)
+    # Batch size 1: the server sees the bad file as "input 0" of the second request.
+    assert (
+        main([*args, "--output", str(tmp_path / "e.npy"), "--batch-size", "1", str(good), str(bad)])
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert f"INVALID_ARGUMENT: {bad} (input 1): cannot decode image (12 bytes)" in err
+    assert "input 0" not in err
+    assert not (tmp_path / "e.npy").exists()
+
+
+def test_second_server_on_a_busy_port_fails_fast(server: ServerProcess, repository: Path) -> None:
+    host, port = server.address.rsplit(":", 1)
+    cmd = [sys.executable, "-c", NO_TORCH, "serve", "--repository", str(repository)]
+    out = subprocess.run(
+        [*cmd, "--host", host, "--port", port], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 1
+    assert f"ssl-serve: error: cannot listen on {host}:{port} (address in use?" in out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    with EmbeddingClient(server.address) as client:  # the first server still answers
+        assert [m.name for m in client.list_models()] == [MODEL_NAME]
+
+
 def test_models_lists_the_repository(
     server: ServerProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -59,6 +104,20 @@ def test_export_prints_validation_and_refuses_to_overwrite(
     assert (tmp_path / "m" / "3" / "model.onnx").is_file()
     assert main([*args, "--version", "3"]) == 1
     assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+
+
+def test_export_overwrite_refuses_a_folder_that_is_not_a_bundle(
+    checkpoint: CheckpointFixture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    args = ["export", str(checkpoint.run), "--output", str(user), "--name", "m", "--overwrite"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{user} exists and is not a bundle folder (it is a folder without bundle.json)" in err
+    assert [p.name for p in user.iterdir()] == ["notes.txt"]
+    assert (user / "notes.txt").read_text() == "keep me"
 
 
 def test_sigterm_drains_and_exits_cleanly(repository: Path, tmp_path: Path) -> None:

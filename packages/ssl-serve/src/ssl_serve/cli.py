@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,15 +46,50 @@ def _embed(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ssl_serve.client import EmbeddingClient
+    from ssl_serve.errors import RemoteError
 
+    output = _npy_path(args.output)
     images = [Path(f).read_bytes() for f in args.files]
     with EmbeddingClient(args.target, timeout_s=args.timeout_s) as client:
-        embeddings = client.embed_images(
-            args.model, images, version=args.version, batch_size=args.batch_size
-        )
-    np.save(args.output, embeddings)
-    print(f"wrote {args.output}: {embeddings.shape} {embeddings.dtype}")
+        try:
+            embeddings = client.embed_images(
+                args.model, images, version=args.version, batch_size=args.batch_size
+            )
+        except RemoteError as e:
+            raise RemoteError(e.code, _name_input_files(e.details, args.files)) from e
+    np.save(output, embeddings)
+    print(f"wrote {output}: {embeddings.shape} {embeddings.dtype}")
     return 0
+
+
+def _npy_path(output: Path) -> Path:
+    """The file ``numpy.save(output, ...)`` writes: ``output`` with ".npy" appended if missing."""
+    return output if output.name.endswith(".npy") else output.with_name(output.name + ".npy")
+
+
+# "input 3: ...", or "request with inputs 4..7: input 1: ..." when the client split the images.
+_INPUT_ERROR = re.compile(r"(?:request with inputs (\d+)\.\.\d+: )?input (\d+): (.*)", re.DOTALL)
+
+
+def _name_input_files(details: str, files: Sequence[str]) -> str:
+    """Replace the server's per-request input index in an error message with the file name.
+
+    Args:
+        details: A gRPC status message from :meth:`EmbeddingClient.embed_images`, e.g.
+            "request with inputs 4..7: input 1: cannot decode image ...".
+        files: The files sent, in order.
+
+    Returns:
+        E.g. "f5.png (input 5): cannot decode image ..." (input numbered across all files);
+        ``details`` unchanged when it names no input or an index out of range.
+    """
+    m = _INPUT_ERROR.fullmatch(details)
+    if m is None:
+        return details
+    i = int(m.group(1) or 0) + int(m.group(2))
+    if i >= len(files):
+        return details
+    return f"{files[i]} (input {i}): {m.group(3)}"
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -180,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         "embed",
         help="embed image files with a served model",
         description="Send PNG/JPEG files to a server and save their embeddings, (N, D) float32 "
-        "in file order, as a .npy file.",
+        "in file order, as a .npy file (the path written is printed). A bad image is reported "
+        "by file name.",
     )
     add_target(p)
     p.add_argument("--model", required=True, help="model name")
@@ -188,7 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size", type=int, default=256, help="images per request (default: %(default)s)"
     )
-    p.add_argument("--output", type=Path, required=True, help="output .npy file")
+    p.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="output .npy file (.npy is appended when missing, as numpy.save does)",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help="PNG or JPEG image files")
     p.set_defaults(func=_embed)
 

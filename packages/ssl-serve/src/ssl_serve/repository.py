@@ -40,6 +40,36 @@ class ModelEntry:
         return self.path / MODEL_FILE
 
 
+def empty_repository_hint(root: str | Path) -> str:
+    """Explain why a repository folder holds no model version and how to lay it out.
+
+    Args:
+        root: A repository folder in which :class:`ModelRepository` found no version.
+
+    Returns:
+        A message (without the path prefix :class:`~ssl_serve.errors.BundleError` adds) naming
+        the expected layout; when ``root`` is itself a bundle folder (holds `bundle.json`), or a
+        model folder (its subfolders hold `bundle.json`), it says where the repository is.
+    """
+    root = Path(root)
+    message = f"no model versions found; expected {root / '<name>' / '<version>' / BUNDLE_FILE}"
+    if (root / BUNDLE_FILE).is_file():
+        return (
+            f"{message}. {root} is a bundle folder (it holds {BUNDLE_FILE}), not a repository: "
+            f"when it sits at <repository>/<name>/<version>, pass the folder two levels up "
+            f"({root.parent.parent}); otherwise lay one out, e.g. "
+            f"`mkdir -p repo/NAME && mv {root} repo/NAME/1` and pass --repository repo"
+        )
+    versions = sorted(p.parent.name for p in root.glob(f"*/{BUNDLE_FILE}"))
+    if versions:
+        return (
+            f"{message}. {root} is a model folder (its version folder(s) "
+            f"{', '.join(versions)} hold "
+            f"{BUNDLE_FILE}), not a repository: pass its parent ({root.parent})"
+        )
+    return message
+
+
 def version_sort_key(version: str) -> tuple[int, int, str]:
     """Sort key for versions: integers in numeric order, above non-integer names (string order).
 

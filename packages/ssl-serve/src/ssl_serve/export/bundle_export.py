@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ssl_serve.bundle import MODEL_FILE, RECIPE_FILE, Bundle, TensorSpec, write_bundle
+from ssl_serve.bundle import BUNDLE_FILE, MODEL_FILE, RECIPE_FILE, Bundle, TensorSpec, write_bundle
 from ssl_serve.errors import InvalidInputError
 from ssl_serve.export.checkpoint import Checkpoint, load_checkpoint
 from ssl_serve.export.onnx_graph import INPUT_NAME, OUTPUT_NAME, EmbeddingModel, export_onnx
@@ -53,14 +53,16 @@ def export_checkpoint(
         tolerance: Largest accepted max abs difference (and 1 - min cosine) between
             onnxruntime and PyTorch embeddings.
         opset: ONNX opset version.
-        overwrite: Replace ``output`` when it exists (atomically); otherwise that is an error.
+        overwrite: Replace ``output`` when it exists and is a bundle folder (holds
+            bundle.json), atomically; otherwise an existing ``output`` is an error.
 
     Returns:
         The bundle.json contents written (validation figures under ``"validation"``).
 
     Raises:
         InvalidInputError: ``name`` or ``version`` is not a valid folder name.
-        FileExistsError: ``output`` exists and ``overwrite`` is False.
+        FileExistsError: ``output`` exists and ``overwrite`` is False, or it exists and is not
+            a bundle folder (no bundle.json), which is never replaced.
         CheckpointError: The checkpoint cannot be read or does not fit its encoder.
         ExportValidationError: onnxruntime disagrees with PyTorch beyond ``tolerance``, or the
             recipe's preprocessing does not reproduce the checkpoint's inputs; nothing is
@@ -75,6 +77,7 @@ def export_checkpoint(
     output = Path(output)
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
+    _check_replaceable(output)
     ckpt = load_checkpoint(checkpoint)
     model = EmbeddingModel(ckpt.encoder).eval()
     n = len(ckpt.pixel_values)
@@ -146,6 +149,17 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+def _check_replaceable(output: Path) -> None:
+    """Refuse to replace an existing ``output`` that is not a bundle folder (a user's folder)."""
+    if output.exists() and not (output / BUNDLE_FILE).is_file():
+        kind = "folder" if output.is_dir() else "file"
+        raise FileExistsError(
+            f"{output} exists and is not a bundle folder (it is a {kind} without {BUNDLE_FILE}); "
+            "refusing to replace it even with overwrite=True (--overwrite): pick a new or "
+            "bundle folder as the output"
+        )
+
+
 def _write_atomically(
     output: Path, write: Callable[[Path], dict[str, Any]], *, overwrite: bool
 ) -> dict[str, Any]:
@@ -158,6 +172,7 @@ def _write_atomically(
         if output.exists():
             if not overwrite:
                 raise FileExistsError(f"{output} appeared while exporting; not replaced")
+            _check_replaceable(output)
             old = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
             output.rename(old)
             try:

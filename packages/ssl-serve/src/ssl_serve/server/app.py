@@ -15,9 +15,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ssl_serve.errors import SslServeError
+from ssl_serve.errors import BundleError, SslServeError
 from ssl_serve.preprocess import DEFAULT_MAX_PIXELS
-from ssl_serve.repository import ModelRepository
+from ssl_serve.repository import ModelRepository, empty_repository_hint
 from ssl_serve.server.models import ModelRegistry
 from ssl_serve.server.service import EmbeddingServicer
 from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
@@ -80,13 +80,17 @@ class EmbeddingServer:
         config: Server settings.
 
     Raises:
-        BundleError: The repository or one of its bundles is invalid.
+        BundleError: The repository holds no model version, or it or one of its bundles is
+            invalid.
     """
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        repository = ModelRepository(config.repository)
+        if len(repository) == 0:
+            raise BundleError(config.repository, empty_repository_hint(config.repository))
         self.registry = ModelRegistry(
-            ModelRepository(config.repository),
+            repository,
             intra_op_threads=config.intra_op_threads,
             max_batch_size=config.max_batch_size,
         )
@@ -97,6 +101,9 @@ class EmbeddingServer:
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
+                # gRPC sets SO_REUSEPORT by default, so a second server on a busy port would
+                # bind too and the kernel would split connections between the two.
+                ("grpc.so_reuseport", 0),
             ],
         )
         servicer = EmbeddingServicer(
@@ -135,9 +142,13 @@ class EmbeddingServer:
         try:
             port = self._server.add_insecure_port(address)
         except RuntimeError as e:
-            raise SslServeError(f"cannot listen on {address}: {e}") from e
+            raise SslServeError(
+                f"cannot listen on {address} (address in use? not a local address?): {e}"
+            ) from e
         if port == 0:
-            raise SslServeError(f"cannot listen on {address} (in use or not a local address)")
+            raise SslServeError(
+                f"cannot listen on {address} (address in use? not a local address?)"
+            )
         self.port = port
         self._server.start()
         t0 = time.perf_counter()
