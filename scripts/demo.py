@@ -251,7 +251,7 @@ def main() -> int:
             "concurrent_requests": args.workers,
             "encoding": "PNG",
         },
-        "threads": os.cpu_count(),
+        "cpu_count": os.cpu_count(),
         "dataset": str(fashion_mnist_root()),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
