@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ssl_data.transforms import RandomOp
 from ssl_data.views.two_view import TwoViewAugmentation
 
 
@@ -27,17 +26,6 @@ class SimCLRView(TwoViewAugmentation):
     size: int = 28
     mean: Sequence[float] = (0.2860,)
     std: Sequence[float] = (0.3530,)
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_p: float = 0.5
-    jitter_p: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
     saturation: float = 0.4
-    hue: float = 0.1
-    grayscale_p: float = 0.2
     blur_p: tuple[float, float] = (0.0, 0.0)
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: tuple[float, float] = (0.0, 0.0)
-    policy: RandomOp | None = None
-    seed: int = 0

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ssl_data.transforms import RandomOp
-from ssl_data.views.pipeline import IMAGENET_MEAN, IMAGENET_STD
 from ssl_data.views.two_view import TwoViewAugmentation
 
 
@@ -25,20 +22,5 @@ class VICRegView(TwoViewAugmentation):
     for Self-Supervised Learning", arXiv:2105.04906, Appendix C.
     """
 
-    size: int = 224
-    mean: Sequence[float] = IMAGENET_MEAN
-    std: Sequence[float] = IMAGENET_STD
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_p: float = 0.5
-    jitter_p: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.2
-    hue: float = 0.1
-    grayscale_p: float = 0.2
     blur_p: tuple[float, float] = (0.5, 0.5)
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: tuple[float, float] = (0.1, 0.1)
-    policy: RandomOp | None = None
-    seed: int = 0
