@@ -1,6 +1,25 @@
 """ssl-data: datasets, decoding, augmentation and view generators for self-supervised learning."""
 
-from ssl_data.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist, read_idx
+from ssl_data.audio import (
+    AudioViewDataset,
+    ContrastiveAudioView,
+    LogMelSpecAugmentView,
+    LogMelSpectrogram,
+    SpecAugment,
+    Wav2Vec2MaskView,
+    compute_span_mask,
+    decode_audio,
+    resample,
+)
+from ssl_data.datasets import (
+    FASHION_MNIST_CLASSES,
+    AsteriskSounds,
+    AudioFolder,
+    LibriVoxUtterances,
+    SpokenDigits,
+    load_fashion_mnist,
+    read_idx,
+)
 from ssl_data.errors import CorruptFileError, DatasetNotFoundError, SslDataError
 from ssl_data.policies import RandAugment, TrivialAugment
 from ssl_data.randomness import uniform
@@ -24,26 +43,39 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
+    "AsteriskSounds",
+    "AudioFolder",
+    "AudioViewDataset",
     "BYOLView",
     "BarlowTwinsView",
+    "ContrastiveAudioView",
     "CorruptFileError",
     "DatasetNotFoundError",
     "JigsawView",
+    "LibriVoxUtterances",
+    "LogMelSpecAugmentView",
+    "LogMelSpectrogram",
     "MaskedPatchView",
     "MoCoV2View",
     "MultiCropView",
     "RandAugment",
     "RotationView",
     "SimCLRView",
+    "SpecAugment",
+    "SpokenDigits",
     "SslDataError",
     "TrivialAugment",
     "VICRegView",
     "ViewDataset",
+    "Wav2Vec2MaskView",
     "as_float_images",
     "collate_views",
+    "compute_span_mask",
+    "decode_audio",
     "jigsaw_permutations",
     "load_fashion_mnist",
     "normalize",
     "read_idx",
+    "resample",
     "uniform",
 ]
