@@ -15,10 +15,13 @@ from ssl_data.datasets import (
     FASHION_MNIST_CLASSES,
     AsteriskSounds,
     AudioFolder,
+    ImageFolder,
     LibriVoxUtterances,
+    ShardStream,
     SpokenDigits,
     load_fashion_mnist,
     read_idx,
+    write_shards,
 )
 from ssl_data.errors import CorruptFileError, DatasetNotFoundError, SslDataError
 from ssl_data.policies import RandAugment, TrivialAugment
@@ -51,6 +54,7 @@ __all__ = [
     "ContrastiveAudioView",
     "CorruptFileError",
     "DatasetNotFoundError",
+    "ImageFolder",
     "JigsawView",
     "LibriVoxUtterances",
     "LogMelSpecAugmentView",
@@ -60,6 +64,7 @@ __all__ = [
     "MultiCropView",
     "RandAugment",
     "RotationView",
+    "ShardStream",
     "SimCLRView",
     "SpecAugment",
     "SpokenDigits",
@@ -78,4 +83,5 @@ __all__ = [
     "read_idx",
     "resample",
     "uniform",
+    "write_shards",
 ]

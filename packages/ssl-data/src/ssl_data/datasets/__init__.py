@@ -11,21 +11,45 @@ from ssl_data.datasets.fashion_mnist import (
     load_fashion_mnist,
 )
 from ssl_data.datasets.idx import read_idx
+from ssl_data.datasets.image_decode import IMAGE_EXTENSIONS, decode_image, probe_image
+from ssl_data.datasets.image_folder import ImageFolder
 from ssl_data.datasets.librivox import LibriVoxUtterances, read_transcription
+from ssl_data.datasets.shard_index import ShardIndex, open_index
+from ssl_data.datasets.shard_writer import (
+    array_samples,
+    image_folder_samples,
+    text_line_samples,
+    write_image_folder_shards,
+    write_shards,
+)
+from ssl_data.datasets.shards import ShardStream, collate_samples
 from ssl_data.datasets.spoken_digits import SpokenDigits, render_spoken_digits
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
+    "IMAGE_EXTENSIONS",
     "AsteriskSounds",
     "AudioFiles",
     "AudioFolder",
+    "ImageFolder",
     "LibriVoxUtterances",
+    "ShardIndex",
+    "ShardStream",
     "SpokenDigits",
+    "array_samples",
     "asterisk_root",
     "bundled_sample_root",
+    "collate_samples",
+    "decode_image",
     "fashion_mnist_root",
+    "image_folder_samples",
     "load_fashion_mnist",
+    "open_index",
+    "probe_image",
     "read_idx",
     "read_transcription",
     "render_spoken_digits",
+    "text_line_samples",
+    "write_image_folder_shards",
+    "write_shards",
 ]
