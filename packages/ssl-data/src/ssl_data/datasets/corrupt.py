@@ -47,4 +47,6 @@ class CorruptFiles:
         if self.policy == "raise":
             raise CorruptFileError(f"cannot read {path}: {reason}") from error
         self.skipped.append((str(path), reason))
-        logger.warning("skipping unreadable file %s (%s); %d skipped so far", path, reason, self.count)
+        logger.warning(
+            "skipping unreadable file %s (%s); %d skipped so far", path, reason, self.count
+        )
