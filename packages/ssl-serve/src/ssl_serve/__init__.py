@@ -1,11 +1,18 @@
 """ssl-serve: ONNX embedding bundles and a gRPC server on onnxruntime (no torch at serve time).
 
 The runtime (bundle, repository, preprocess, runtime, server, client) needs onnxruntime,
-grpcio, numpy and Pillow only; `ssl_serve.export` (the `[export]` extra) adds torch.
+grpcio, numpy, Pillow and tokenizers only; `ssl_serve.export` (the `[export]` extra) adds torch.
 """
 
-from ssl_serve.bundle import Bundle, ImagePreprocessing, TensorSpec, read_bundle, write_bundle
-from ssl_serve.client import EmbeddingClient, ModelInfo
+from ssl_serve.bundle import (
+    Bundle,
+    ImagePreprocessing,
+    TensorSpec,
+    TextPreprocessing,
+    read_bundle,
+    write_bundle,
+)
+from ssl_serve.client import EmbeddingClient, ModelInfo, TextEmbeddings
 from ssl_serve.errors import (
     BundleError,
     CheckpointError,
@@ -39,6 +46,8 @@ __all__ = [
     "RequestTooLargeError",
     "SslServeError",
     "TensorSpec",
+    "TextEmbeddings",
+    "TextPreprocessing",
     "UnsupportedModalityError",
     "__version__",
     "read_bundle",

@@ -1,7 +1,7 @@
 """The bundle description, `bundle.json` (schema in docs/contracts.md), read and validated.
 
 A bundle is a folder a user can copy anywhere: `model.onnx`, `bundle.json` and the training
-`recipe.yaml`. This module only reads and writes `bundle.json`; it imports neither onnxruntime
+`recipe.yaml` (image bundles) or the tokenizer's `tokenizer.json` (text bundles). This module only reads and writes `bundle.json`; it imports neither onnxruntime
 nor torch.
 """
 
@@ -19,9 +19,13 @@ from ssl_serve.json_fields import JsonFields
 BUNDLE_FILE = "bundle.json"
 MODEL_FILE = "model.onnx"
 RECIPE_FILE = "recipe.yaml"
+TOKENIZER_FILE = "tokenizer.json"
 FORMAT_VERSION = 1
-MODALITIES = ("image",)
+MODALITIES = ("image", "text")
 RESIZE_FILTERS = ("bilinear", "nearest", "bicubic")
+POOLING_MODES = ("mean", "cls", "max")
+# Graph inputs of a text bundle, in the order the exporter declares them.
+TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @dataclass(frozen=True)
@@ -83,18 +87,52 @@ class ImagePreprocessing:
 
 
 @dataclass(frozen=True)
+class TextPreprocessing:
+    """How the server turns text into the model's inputs (a text bundle's ``preprocessing``).
+
+    Tokenise with the bundle's ``tokenizer`` file (Hugging Face ``tokenizers`` JSON) with special
+    tokens, truncating to ``max_length`` tokens special tokens included; pad each sub-batch to
+    its longest sequence with ``pad_id`` (attention mask 0). The padding and truncation settings
+    stored inside the tokenizer file are ignored: these are the server's.
+
+    Attributes:
+        tokenizer: File name of the tokenizer inside the bundle, "tokenizer.json".
+        max_length: Longest sequence the model is fed, in tokens (special tokens counted).
+        pooling: How the graph pools token states into one vector: "mean" (over real tokens,
+            by the attention mask), "cls" (the first token) or "max" (over real tokens).
+        pad_id: Token id used for padding.
+    """
+
+    tokenizer: str
+    max_length: int
+    pooling: str
+    pad_id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored under ``preprocessing``."""
+        return {
+            "tokenizer": self.tokenizer,
+            "max_length": self.max_length,
+            "pooling": self.pooling,
+            "pad_id": self.pad_id,
+        }
+
+
+@dataclass(frozen=True)
 class Bundle:
     """The parsed contents of a `bundle.json`.
 
     Attributes:
         name: Model name given at export.
         version: Model version given at export.
-        modality: What the model embeds; this release serves "image" bundles.
-        inputs: The graph inputs; image bundles have one, ``pixel_values (batch, C, H, W)``.
+        modality: What the model embeds: "image" or "text".
+        inputs: The graph inputs; image bundles have one, ``pixel_values (batch, C, H, W)``
+            float32; text bundles have ``input_ids``, ``attention_mask`` and, when the model
+            uses them, ``token_type_ids``, each ``(batch, sequence)`` int64.
         outputs: The graph outputs; one, ``embedding (batch, embedding_dim) float32``.
         embedding_dim: Width D of the embeddings.
         normalized: Whether the graph L2-normalises the embeddings.
-        preprocessing: Image preprocessing parameters.
+        preprocessing: Image or text preprocessing parameters (matching ``modality``).
         validation: Export-time parity figures (free-form, e.g. ``max_abs_diff``).
         provenance: Where the model came from (free-form: recipe hash, checkpoint, versions).
         format_version: Schema version of `bundle.json`; this release reads 1.
@@ -107,7 +145,7 @@ class Bundle:
     outputs: tuple[TensorSpec, ...]
     embedding_dim: int
     normalized: bool
-    preprocessing: ImagePreprocessing
+    preprocessing: ImagePreprocessing | TextPreprocessing
     validation: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -135,12 +173,16 @@ class Bundle:
         modality = r.typed(top, "modality", str)
         if modality not in MODALITIES:
             r.fail("modality", f"is {modality!r}; this ssl-serve serves {list(MODALITIES)}")
-        inputs = r.specs(top, "inputs")
-        outputs = r.specs(top, "outputs")
+        inputs = r.specs(top, "inputs", counts=(1,) if modality == "image" else (2, 3))
+        outputs = r.specs(top, "outputs", counts=(1,))
         dim = r.typed(top, "embedding_dim", int)
         if dim <= 0:
             r.fail("embedding_dim", f"must be > 0, got {dim}")
-        prep = r.image_preprocessing(top["preprocessing"])
+        prep: ImagePreprocessing | TextPreprocessing
+        if modality == "image":
+            prep = r.image_preprocessing(top["preprocessing"])
+        else:
+            prep = r.text_preprocessing(top["preprocessing"])
         bundle = cls(
             name=r.typed(top, "name", str),
             version=r.typed(top, "version", str),
@@ -179,8 +221,13 @@ class Bundle:
 
     @property
     def input(self) -> TensorSpec:
-        """The single graph input (image bundles have exactly one)."""
+        """The first graph input (image bundles have exactly one; text: ``input_ids``)."""
         return self.inputs[0]
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Names of every graph input, in bundle.json order."""
+        return tuple(s.name for s in self.inputs)
 
     @property
     def output(self) -> TensorSpec:
@@ -237,24 +284,49 @@ _PREP_KEYS = ("image_size", "channels", "resize", "scale", "mean", "std", "layou
 class _BundleReader(JsonFields):
     """Reads the bundle-specific parts of bundle.json (see :class:`JsonFields`)."""
 
-    def specs(self, top: Mapping[str, Any], key: str) -> tuple[TensorSpec, ...]:
+    def specs(
+        self, top: Mapping[str, Any], key: str, counts: tuple[int, ...]
+    ) -> tuple[TensorSpec, ...]:
         value = top[key]
-        if not isinstance(value, list) or len(value) != 1:
-            self.fail(key, f"must list exactly one tensor, got {value!r}")
-        spec = self.mapping(value[0], f"{key}[0]", required=("name", "dtype", "shape"))
-        shape = spec["shape"]
-        if not isinstance(shape, list) or not all(
-            isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
-            for d in shape
-        ):
-            self.fail(f"{key}[0].shape", f"must list axis names or sizes > 0, got {shape!r}")
-        return (
-            TensorSpec(
-                self.typed(spec, "name", str, prefix=f"{key}[0]."),
-                self.typed(spec, "dtype", str, prefix=f"{key}[0]."),
-                tuple(shape),
-            ),
+        if not isinstance(value, list) or len(value) not in counts:
+            wanted = " or ".join(map(str, counts))
+            self.fail(key, f"must list {wanted} tensor(s), got {value!r}")
+        specs = []
+        for i, item in enumerate(value):
+            where = f"{key}[{i}]"
+            spec = self.mapping(item, where, required=("name", "dtype", "shape"))
+            shape = spec["shape"]
+            if not isinstance(shape, list) or not all(
+                isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
+                for d in shape
+            ):
+                self.fail(f"{where}.shape", f"must list axis names or sizes > 0, got {shape!r}")
+            specs.append(
+                TensorSpec(
+                    self.typed(spec, "name", str, prefix=f"{where}."),
+                    self.typed(spec, "dtype", str, prefix=f"{where}."),
+                    tuple(shape),
+                )
+            )
+        return tuple(specs)
+
+    def text_preprocessing(self, value: Any) -> TextPreprocessing:
+        prep = self.mapping(
+            value, "preprocessing", required=("tokenizer", "max_length", "pooling", "pad_id")
         )
+        tokenizer = self.typed(prep, "tokenizer", str, prefix=_P)
+        if tokenizer != TOKENIZER_FILE:
+            self.fail("preprocessing.tokenizer", f"is {tokenizer!r}; expected {TOKENIZER_FILE!r}")
+        max_length = self.typed(prep, "max_length", int, prefix=_P)
+        if max_length < 2:
+            self.fail("preprocessing.max_length", f"must be >= 2 tokens, got {max_length}")
+        pooling = self.typed(prep, "pooling", str, prefix=_P)
+        if pooling not in POOLING_MODES:
+            self.fail("preprocessing.pooling", f"is {pooling!r}; known: {list(POOLING_MODES)}")
+        pad_id = self.typed(prep, "pad_id", int, prefix=_P)
+        if pad_id < 0:
+            self.fail("preprocessing.pad_id", f"must be >= 0, got {pad_id}")
+        return TextPreprocessing(tokenizer, max_length, pooling, pad_id)
 
     def image_preprocessing(self, value: Any) -> ImagePreprocessing:
         prep = self.mapping(value, "preprocessing", required=_PREP_KEYS)
@@ -290,7 +362,23 @@ class _BundleReader(JsonFields):
         )
 
     def check_consistency(self, b: Bundle) -> None:
+        self._check_output(b)
         p = b.preprocessing
+        if isinstance(p, TextPreprocessing):
+            names = [s.name for s in b.inputs]
+            if names[:2] != list(TEXT_INPUT_NAMES[:2]) or not set(names) <= set(TEXT_INPUT_NAMES):
+                self.fail(
+                    "inputs",
+                    f"are {names}; a text bundle takes {list(TEXT_INPUT_NAMES[:2])} and "
+                    "optionally 'token_type_ids'",
+                )
+            for i, s in enumerate(b.inputs):
+                if s.dtype != "int64" or len(s.shape) != 2:
+                    self.fail(
+                        f"inputs[{i}]",
+                        f"is {s.dtype} {list(s.shape)}; text inputs are int64 [batch, sequence]",
+                    )
+            return
         expected = [p.channels, *p.image_size]
         if b.input.dtype != "float32" or list(b.input.shape[1:]) != expected:
             self.fail(
@@ -298,6 +386,8 @@ class _BundleReader(JsonFields):
                 f"is {b.input.dtype} {list(b.input.shape)}; preprocessing makes float32 "
                 f"['batch', {', '.join(map(str, expected))}]",
             )
+
+    def _check_output(self, b: Bundle) -> None:
         if b.output.dtype != "float32" or list(b.output.shape[1:]) != [b.embedding_dim]:
             self.fail(
                 "outputs[0]",

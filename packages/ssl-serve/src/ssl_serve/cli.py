@@ -18,7 +18,7 @@ from ssl_serve import __version__
 from ssl_serve.errors import SslServeError
 
 MIB = 1024 * 1024
-_EXPORT_MODULES = {"torch", "onnx", "ssl_models", "safetensors", "yaml"}
+_EXPORT_MODULES = {"torch", "onnx", "ssl_models", "safetensors", "yaml", "transformers"}
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -30,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         intra_op_threads=args.threads,
         max_batch_size=args.max_batch_size,
+        max_batch_tokens=args.max_batch_tokens,
         max_message_bytes=int(args.max_message_mb * MIB),
         workers=args.workers,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
@@ -49,6 +50,30 @@ def _embed(args: argparse.Namespace) -> int:
     from ssl_serve.errors import RemoteError
 
     output = _npy_path(args.output)
+    texts = list(args.text or [])
+    if args.text_file is not None:
+        fh = sys.stdin if str(args.text_file) == "-" else args.text_file.open(encoding="utf-8")
+        with fh:
+            texts += [line.rstrip("\n") for line in fh]
+    if texts and args.files:
+        print("ssl-serve: error: give image FILEs or --text/--text-file, not both", file=sys.stderr)
+        return 2
+    if not texts and not args.files:
+        print(
+            "ssl-serve: error: nothing to embed: give FILEs, --text or --text-file", file=sys.stderr
+        )
+        return 2
+    if texts:
+        with EmbeddingClient(args.target, timeout_s=args.timeout_s) as client:
+            result = client.embed_texts_detailed(
+                args.model, texts, version=args.version, batch_size=args.batch_size
+            )
+        np.save(output, result.embeddings)
+        print(
+            f"wrote {output}: {result.embeddings.shape} {result.embeddings.dtype} "
+            f"({result.tokens} tokens, {int(result.truncated.sum())} texts truncated)"
+        )
+        return 0
     images = [Path(f).read_bytes() for f in args.files]
     with EmbeddingClient(args.target, timeout_s=args.timeout_s) as client:
         try:
@@ -110,7 +135,7 @@ def _models(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     try:
-        from ssl_serve.export import export_checkpoint
+        from ssl_serve.export import export_checkpoint, export_hf_model
     except ImportError as e:
         if (e.name or "").split(".")[0] in _EXPORT_MODULES:
             print(
@@ -120,7 +145,42 @@ def _export(args: argparse.Namespace) -> int:
             )
             return 1
         raise
+    if (args.checkpoint is None) == (args.hf_model is None):
+        print("ssl-serve: error: give either CHECKPOINT or --hf-model DIR", file=sys.stderr)
+        return 2
     output = args.output or Path(args.repository) / args.name / args.version
+    if args.hf_model is not None:
+        texts = None
+        if args.validation_texts is not None:
+            lines = args.validation_texts.read_text(encoding="utf-8").splitlines()
+            texts = [line for line in lines if line.strip()]
+        bundle = export_hf_model(
+            args.hf_model,
+            output,
+            name=args.name,
+            version=args.version,
+            pooling=args.pooling,
+            max_length=args.max_length,
+            validation_texts=texts,
+            tolerance=args.tolerance,
+            opset=args.opset,
+            overwrite=args.overwrite,
+        )
+        v = bundle["validation"]
+        p = bundle["preprocessing"]
+        print(f"exported {bundle['name']}/{bundle['version']} to {output}")
+        print(
+            f"text model: dim {bundle['embedding_dim']}, pooling {p['pooling']}, max_length "
+            f"{p['max_length']} tokens, inputs {[i['name'] for i in bundle['inputs']]}"
+        )
+        print(
+            f"validation on {v['num_inputs']} real texts ({v['num_truncated']} truncated, "
+            f"{v['sequence_lengths'][0]}-{v['sequence_lengths'][1]} tokens) at batch sizes "
+            f"{v['batch_sizes']}: max_abs_diff={v['max_abs_diff']:.3g} "
+            f"min_cosine={v['min_cosine']:.9f} max_norm_error={v['max_norm_error']:.3g} "
+            f"tokenizer_mismatches={v['tokenizer_mismatches']} (tolerance {v['tolerance']:g})"
+        )
+        return 0
     bundle = export_checkpoint(
         args.checkpoint,
         output,
@@ -187,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     p.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=8192,
+        help="text models: most padded tokens per onnxruntime run; texts are sorted by length "
+        "and padded per sub-batch (default: %(default)s)",
+    )
+    p.add_argument(
         "--max-message-mb",
         type=float,
         default=64.0,
@@ -214,16 +281,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "embed",
-        help="embed image files with a served model",
-        description="Send PNG/JPEG files to a server and save their embeddings, (N, D) float32 "
-        "in file order, as a .npy file (the path written is printed). A bad image is reported "
-        "by file name.",
+        help="embed image files or texts with a served model",
+        description="Send PNG/JPEG files (or texts, with --text / --text-file) to a server and "
+        "save their embeddings, (N, D) float32 in input order, as a .npy file (the path written "
+        "is printed, with token and truncation counts for texts). A bad image is reported by "
+        "file name.",
     )
     add_target(p)
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--version", default="", help="model version (default: the highest)")
     p.add_argument(
-        "--batch-size", type=int, default=256, help="images per request (default: %(default)s)"
+        "--batch-size", type=int, default=256, help="inputs per request (default: %(default)s)"
     )
     p.add_argument(
         "--output",
@@ -231,7 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="output .npy file (.npy is appended when missing, as numpy.save does)",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="PNG or JPEG image files")
+    p.add_argument(
+        "--text",
+        action="append",
+        metavar="TEXT",
+        help="a text to embed (repeatable; these come first, then --text-file's lines)",
+    )
+    p.add_argument(
+        "--text-file",
+        type=Path,
+        metavar="FILE",
+        help="a UTF-8 file of texts, one per line ('-' reads stdin)",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="PNG or JPEG image files")
     p.set_defaults(func=_embed)
 
     p = sub.add_parser(
@@ -246,15 +326,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        help="export a training checkpoint as a bundle (needs ssl-serve[export])",
+        help="export a training checkpoint or a Hugging Face text model as a bundle "
+        "(needs ssl-serve[export])",
         description="Export a checkpoint's encoder (pooled output, L2-normalised in the graph) "
         "to ONNX, validate it with onnxruntime against PyTorch on the checkpoint's real "
-        "example inputs, and write model.onnx, bundle.json and recipe.yaml atomically.",
+        "example inputs, and write model.onnx, bundle.json and recipe.yaml atomically. With "
+        "--hf-model DIR, export a local Hugging Face text encoder instead (pooling over real "
+        "tokens and L2 normalisation in the graph, dynamic batch and sequence axes), validated "
+        "on real texts (WordNet glosses by default), with its tokenizer.json.",
     )
     p.add_argument(
         "checkpoint",
         type=Path,
+        nargs="?",
         help="run folder, its checkpoints/ folder (follows 'latest') or a step folder",
+    )
+    p.add_argument(
+        "--hf-model",
+        type=Path,
+        help="a local Hugging Face model folder (config.json, weights, tokenizer.json; "
+        "sentence-transformers' 1_Pooling/config.json and sentence_bert_config.json are read "
+        "when present)",
+    )
+    p.add_argument(
+        "--pooling",
+        choices=("mean", "cls", "max"),
+        help="text models: pooling over real tokens (default: sentence-transformers' config, "
+        "else mean)",
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        help="text models: longest sequence in tokens, special tokens counted (default: "
+        "sentence_bert_config.json's max_seq_length, else the tokenizer's model_max_length)",
+    )
+    p.add_argument(
+        "--validation-texts",
+        type=Path,
+        help="text models: a UTF-8 file of real validation texts, one per line (default: "
+        "WordNet noun glosses from /usr/share/wordnet)",
     )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--repository", type=Path, help="write REPOSITORY/NAME/VERSION")

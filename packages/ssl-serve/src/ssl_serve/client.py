@@ -26,6 +26,21 @@ _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
+class TextEmbeddings:
+    """Embeddings of texts with what the server did to them.
+
+    Attributes:
+        embeddings: ``(N, D) float32`` rows in input order.
+        truncated: ``(N,) bool``: whether text i was cut to the model's maximum length.
+        tokens: Tokens the model read, special tokens included, padding excluded.
+    """
+
+    embeddings: np.ndarray
+    truncated: np.ndarray
+    tokens: int
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the server says about one model version (the proto's ModelMetadata).
 
@@ -165,6 +180,76 @@ class EmbeddingClient:
         ]
         return self._embed_inputs(model, inputs, version=version, batch_size=batch_size)
 
+    def embed_texts(
+        self, model: str, texts: Sequence[str], *, version: str = "", batch_size: int = 256
+    ) -> np.ndarray:
+        """Embed texts with a text model; the server tokenises and truncates them.
+
+        Args:
+            model: Model name (a text bundle).
+            texts: N strings.
+            version: Model version; "" selects the highest.
+            batch_size: Texts per request (>= 1); the server sorts each request by length.
+
+        Returns:
+            ``(N, D) float32`` embeddings in input order (see :meth:`embed_texts_detailed`
+            for truncation flags and token counts).
+
+        Raises:
+            ValueError: ``batch_size`` < 1.
+            RemoteError: A call failed (INVALID_ARGUMENT for an image model).
+        """
+        return self.embed_texts_detailed(
+            model, texts, version=version, batch_size=batch_size
+        ).embeddings
+
+    def embed_texts_detailed(
+        self, model: str, texts: Sequence[str], *, version: str = "", batch_size: int = 256
+    ) -> TextEmbeddings:
+        """:meth:`embed_texts`, with per-text truncation flags and the token count."""
+        inputs = [embedding_pb2.Input(text=str(t)) for t in texts]
+        return self._embed_text_inputs(model, inputs, version=version, batch_size=batch_size)
+
+    def embed_token_ids(
+        self,
+        model: str,
+        sequences: Sequence[np.ndarray],
+        *,
+        version: str = "",
+        batch_size: int = 256,
+    ) -> np.ndarray:
+        """Embed already tokenised texts with a text model (int32 or int64 ids, no padding).
+
+        Args:
+            model: Model name (a text bundle).
+            sequences: N arrays ``(L_i,) int32`` or ``int64`` of token ids, special tokens
+                included, 1 <= L_i <= the bundle's ``max_length``.
+            version: Model version; "" selects the highest.
+            batch_size: Sequences per request (>= 1).
+
+        Returns:
+            ``(N, D) float32`` embeddings in input order.
+
+        Raises:
+            ValueError: ``batch_size`` < 1.
+            InvalidInputError: A sequence is not 1-D int32/int64.
+            RemoteError: A call failed (INVALID_ARGUMENT for an id outside the vocabulary or a
+                sequence longer than the model's maximum length).
+        """
+        inputs = []
+        for i, seq in enumerate(sequences):
+            a = np.asarray(seq)
+            if a.ndim != 1 or a.dtype not in (np.int32, np.int64):
+                raise InvalidInputError(
+                    f"sequence {i} must be a 1-D int32 or int64 array, got {a.dtype} {a.shape}"
+                )
+            data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+            tensor = embedding_pb2.Tensor(dtype=a.dtype.name, shape=a.shape, data=data)
+            inputs.append(embedding_pb2.Input(tensor=tensor))
+        return self._embed_text_inputs(
+            model, inputs, version=version, batch_size=batch_size
+        ).embeddings
+
     def list_models(self) -> list[ModelInfo]:
         """Every model version the server holds."""
         response = self._call(self._stub.ListModels, embedding_pb2.ListModelsRequest())
@@ -220,8 +305,29 @@ class EmbeddingClient:
     ) -> None:
         self.close()
 
-    def _embed_inputs(
+    def _embed_text_inputs(
         self, model: str, inputs: list[embedding_pb2.Input], *, version: str, batch_size: int
+    ) -> TextEmbeddings:
+        responses: list[embedding_pb2.EmbedResponse] = []
+        embeddings = self._embed_inputs(
+            model, inputs, version=version, batch_size=batch_size, responses=responses
+        )
+        truncated = np.asarray([t for r in responses for t in r.truncated], dtype=bool)
+        if len(truncated) != len(embeddings):
+            raise SslServeError(
+                f"server sent {len(truncated)} truncated flags for {len(embeddings)} texts "
+                "(is the model a text model?)"
+            )
+        return TextEmbeddings(embeddings, truncated, sum(int(r.usage.tokens) for r in responses))
+
+    def _embed_inputs(
+        self,
+        model: str,
+        inputs: list[embedding_pb2.Input],
+        *,
+        version: str,
+        batch_size: int,
+        responses: list[embedding_pb2.EmbedResponse] | None = None,
     ) -> np.ndarray:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -234,7 +340,10 @@ class EmbeddingClient:
                 model_name=model, model_version=version, inputs=chunk
             )
             try:
-                parts.append(self.embed(request)[0])
+                embeddings, response = self.embed(request)
+                parts.append(embeddings)
+                if responses is not None:
+                    responses.append(response)
             except RemoteError as e:
                 if start == 0 and len(chunk) == len(inputs):
                     raise

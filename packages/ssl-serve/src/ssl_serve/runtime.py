@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ssl_serve.errors import BundleError, InvalidInputError
+from ssl_serve.preprocess.text import length_sorted_batches, pad_sequences
 
 # Past about 8 threads a small embedding model's operators stop scaling and the extra threads
 # only contend with the gRPC workers that decode images.
@@ -26,6 +27,31 @@ def available_cpus() -> int:
 def default_intra_op_threads() -> int:
     """onnxruntime intra-op threads when none are given: available CPUs, at most 8."""
     return min(available_cpus(), MAX_DEFAULT_THREADS)
+
+
+def create_session(
+    model_path: Path, intra_op_threads: int, providers: Sequence[str]
+) -> ort.InferenceSession:
+    """An onnxruntime session for serving: ``intra_op_threads`` threads, sequential execution.
+
+    Raises:
+        BundleError: The file is missing or onnxruntime cannot load it.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    # Requests run one model call at a time (see server.models); inter-op parallelism
+    # would only add threads that compete with the intra-op pool.
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not model_path.is_file():
+        raise BundleError(model_path, "model file does not exist")
+    try:
+        return ort.InferenceSession(
+            str(model_path), sess_options=options, providers=list(providers)
+        )
+    except Exception as e:  # onnxruntime raises its own untyped errors for bad files
+        raise BundleError(model_path, f"onnxruntime cannot load it: {e}") from e
 
 
 class OnnxEmbedder:
@@ -67,21 +93,7 @@ class OnnxEmbedder:
         self.output_name = output_name
         self.intra_op_threads = threads
         self.max_batch_size = max_batch_size
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        # Requests run one model call at a time (see server.models); inter-op parallelism
-        # would only add threads that compete with the intra-op pool.
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if not self.model_path.is_file():
-            raise BundleError(self.model_path, "model file does not exist")
-        try:
-            self.session = ort.InferenceSession(
-                str(self.model_path), sess_options=options, providers=list(providers)
-            )
-        except Exception as e:  # onnxruntime raises its own untyped errors for bad files
-            raise BundleError(self.model_path, f"onnxruntime cannot load it: {e}") from e
+        self.session = create_session(self.model_path, threads, providers)
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
         if input_name not in inputs:
@@ -156,3 +168,155 @@ class OnnxEmbedder:
             )
         if len(batch) == 0:
             raise InvalidInputError("batch is empty (N = 0)")
+
+
+class OnnxTextEmbedder:
+    """An onnxruntime session that maps token sequences to embeddings (a text bundle's graph).
+
+    Sequences are sorted by length and run in padded sub-batches (see
+    :func:`~ssl_serve.preprocess.text.length_sorted_batches`), so short texts do not pay for a
+    long neighbour; results come back in input order. The graph pools over real tokens by the
+    attention mask, so an embedding does not depend on the padding around it.
+
+    Args:
+        model_path: The bundle's `model.onnx`.
+        input_names: Graph inputs: ``input_ids``, ``attention_mask`` and optionally
+            ``token_type_ids``.
+        output_name: Graph output returned, e.g. "embedding".
+        pad_id: Token id written at padded positions.
+        intra_op_threads: onnxruntime intra-op threads; None picks
+            :func:`default_intra_op_threads`.
+        max_batch_size: Most sequences per ``session.run``.
+        max_batch_tokens: Most padded tokens (sequences x longest length) per ``session.run``;
+            bounds the attention's memory for long texts.
+        providers: onnxruntime execution providers in order of preference; default CPU only.
+
+    Raises:
+        BundleError: The model cannot be loaded, or its inputs/outputs differ from the names.
+        ValueError: A limit is < 1.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        input_names: Sequence[str] = ("input_ids", "attention_mask"),
+        output_name: str = "embedding",
+        pad_id: int = 0,
+        intra_op_threads: int | None = None,
+        max_batch_size: int = 256,
+        max_batch_tokens: int = 8192,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+    ) -> None:
+        threads = default_intra_op_threads() if intra_op_threads is None else intra_op_threads
+        if min(threads, max_batch_size, max_batch_tokens) < 1:
+            raise ValueError(
+                f"intra_op_threads ({threads}), max_batch_size ({max_batch_size}) and "
+                f"max_batch_tokens ({max_batch_tokens}) must be >= 1"
+            )
+        self.model_path = Path(model_path)
+        self.output_name = output_name
+        self.pad_id = pad_id
+        self.intra_op_threads = threads
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.session = create_session(self.model_path, threads, providers)
+        graph_inputs = sorted(i.name for i in self.session.get_inputs())
+        if graph_inputs != sorted(input_names):
+            raise BundleError(
+                self.model_path,
+                f"graph inputs are {graph_inputs}; bundle.json lists {sorted(input_names)}",
+            )
+        outputs = {o.name for o in self.session.get_outputs()}
+        if output_name not in outputs:
+            raise BundleError(
+                self.model_path,
+                f"graph has no output {output_name!r}; outputs: {sorted(outputs)}",
+            )
+        self.input_names = tuple(input_names)
+        self.uses_token_type_ids = "token_type_ids" in self.input_names
+
+    @property
+    def providers(self) -> list[str]:
+        """Providers the session really uses (onnxruntime falls back to CPU silently)."""
+        return list(self.session.get_providers())
+
+    def embed_padded(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        token_type_ids: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """One ``session.run`` on an already padded batch.
+
+        Args:
+            input_ids: ``(B, L) int64`` token ids.
+            attention_mask: ``(B, L) int64``, 1 for real tokens, 0 for padding.
+            token_type_ids: ``(B, L) int64``; zeros when None and the graph takes them.
+
+        Returns:
+            ``(B, D) float32`` embeddings.
+        """
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.uses_token_type_ids:
+            feeds["token_type_ids"] = (
+                np.zeros_like(input_ids) if token_type_ids is None else token_type_ids
+            )
+        (out,) = self.session.run([self.output_name], feeds)
+        return np.asarray(out, dtype=np.float32)
+
+    def embed(
+        self,
+        sequences: Sequence[np.ndarray],
+        type_ids: Sequence[np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Embed token sequences in length-sorted padded sub-batches.
+
+        Args:
+            sequences: N >= 1 arrays ``(L_i,) int64`` of token ids, special tokens included.
+            type_ids: N arrays ``(L_i,) int64`` of token type ids; zeros when None.
+
+        Returns:
+            ``(N, D) float32`` embeddings, in input order.
+
+        Raises:
+            InvalidInputError: ``sequences`` is empty, holds an empty sequence, or
+                ``type_ids`` does not match it.
+        """
+        if len(sequences) == 0:
+            raise InvalidInputError("no sequences to embed (N = 0)")
+        lengths = [len(s) for s in sequences]
+        if min(lengths) == 0:
+            raise InvalidInputError(f"sequence {lengths.index(0)} is empty (0 tokens)")
+        if type_ids is not None and [len(t) for t in type_ids] != lengths:
+            raise InvalidInputError("type_ids must have one array per sequence, of equal length")
+        out: np.ndarray | None = None
+        for idx in length_sorted_batches(
+            lengths, max_batch_size=self.max_batch_size, max_batch_tokens=self.max_batch_tokens
+        ):
+            ids, mask = pad_sequences([sequences[i] for i in idx], self.pad_id)
+            types = None
+            if type_ids is not None:
+                types, _ = pad_sequences([type_ids[i] for i in idx], 0)
+            emb = self.embed_padded(ids, mask, types)
+            if out is None:
+                out = np.empty((len(sequences), emb.shape[1]), dtype=np.float32)
+            out[idx] = emb
+        assert out is not None
+        return out
+
+    def warm_up(self) -> np.ndarray:
+        """Run two short padded sequences through the model (allocates, checks the graph runs).
+
+        Returns:
+            ``(2, D) float32``.
+
+        Raises:
+            BundleError: The run fails.
+        """
+        try:
+            return self.embed(
+                [np.full(3, self.pad_id, np.int64), np.full(2, self.pad_id, np.int64)]
+            )
+        except Exception as e:
+            raise BundleError(self.model_path, f"warm-up inference failed: {e}") from e

@@ -1,4 +1,4 @@
-"""Export a training checkpoint as a served bundle (needs the `ssl-serve[export]` extra: torch).
+"""Export a training checkpoint or a local Hugging Face text model as a served bundle (needs the `ssl-serve[export]` extra: torch).
 
 The serving runtime never imports this package.
 """
@@ -10,17 +10,32 @@ from ssl_serve.export.checkpoint import (
     load_checkpoint,
     resolve_checkpoint_dir,
 )
+from ssl_serve.export.hf_model import (
+    SentenceTransformersConfig,
+    export_hf_model,
+    read_sentence_transformers_config,
+    wordnet_validation_texts,
+)
 from ssl_serve.export.onnx_graph import EmbeddingModel, export_onnx
-from ssl_serve.export.validate import compare_embeddings, validate_export
+from ssl_serve.export.text_graph import TextEmbeddingModel, export_text_onnx, pool_tokens
+from ssl_serve.export.validate import compare_embeddings, validate_export, validate_text_export
 
 __all__ = [
     "Checkpoint",
     "EmbeddingModel",
+    "SentenceTransformersConfig",
+    "TextEmbeddingModel",
     "compare_embeddings",
     "export_checkpoint",
+    "export_hf_model",
     "export_onnx",
+    "export_text_onnx",
     "image_preprocessing_from_recipe",
     "load_checkpoint",
+    "pool_tokens",
+    "read_sentence_transformers_config",
     "resolve_checkpoint_dir",
     "validate_export",
+    "validate_text_export",
+    "wordnet_validation_texts",
 ]

@@ -68,12 +68,7 @@ def export_checkpoint(
             recipe's preprocessing does not reproduce the checkpoint's inputs; nothing is
             written then.
     """
-    for label, value in (("name", name), ("version", version)):
-        if not _NAME.fullmatch(value):
-            raise InvalidInputError(
-                f"{label} {value!r} must start with a letter or digit and hold only letters, "
-                "digits, '.', '_' and '-' (it becomes a folder name)"
-            )
+    _check_name(name, version)
     output = Path(output)
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
@@ -104,6 +99,16 @@ def export_checkpoint(
         return bundle.to_dict()
 
     return _write_atomically(output, write, overwrite=overwrite)
+
+
+def _check_name(name: str, version: str) -> None:
+    """Raise InvalidInputError unless ``name`` and ``version`` are valid folder names."""
+    for label, value in (("name", name), ("version", version)):
+        if not _NAME.fullmatch(value):
+            raise InvalidInputError(
+                f"{label} {value!r} must start with a letter or digit and hold only letters, "
+                "digits, '.', '_' and '-' (it becomes a folder name)"
+            )
 
 
 def _bundle(

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssl_serve.bundle import ImagePreprocessing
+from ssl_serve.bundle import ImagePreprocessing, TextPreprocessing
 from ssl_serve.errors import ExportValidationError
 from ssl_serve.export.onnx_graph import INPUT_NAME, OUTPUT_NAME
 from ssl_serve.preprocess import normalize_pixels
-from ssl_serve.runtime import OnnxEmbedder
+from ssl_serve.preprocess.text import TextTokenizer, length_sorted_batches, pad_sequences
+from ssl_serve.runtime import OnnxEmbedder, OnnxTextEmbedder
 
 
 def compare_embeddings(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
@@ -111,5 +112,111 @@ def validate_export(
         )
         raise ExportValidationError(
             f"{onnx_path} failed validation: {'; '.join(failures)}{hint}", figures
+        )
+    return figures
+
+
+def validate_text_export(
+    onnx_path: Path,
+    model: nn.Module,
+    tokenizer_path: Path,
+    texts: Sequence[str],
+    preprocessing: TextPreprocessing,
+    *,
+    hf_tokenizer_dir: Path | None = None,
+    export_batch: int = 2,
+    tolerance: float = 1e-4,
+) -> dict[str, Any]:
+    """Check an exported text bundle against the PyTorch model on real texts.
+
+    Tokenises ``texts`` as the server does (:class:`~ssl_serve.preprocess.TextTokenizer`);
+    when ``hf_tokenizer_dir`` is given, checks that transformers' ``AutoTokenizer`` (what
+    sentence-transformers uses) gives the same ids at the same ``max_length``. PyTorch embeds
+    length-sorted sub-batches of 8; onnxruntime embeds them as the server does, with sub-batch
+    sizes of all N, 7 and 1 (other batch sizes and padded lengths than PyTorch's and the
+    export's), so equal results prove the dynamic axes and that padding does not leak into
+    the pooled output.
+
+    Args:
+        onnx_path: The exported ``model.onnx``.
+        model: The exported PyTorch module (transformer + pooling + normalisation).
+        tokenizer_path: The bundle's `tokenizer.json`.
+        texts: N real texts (at least one longer than ``max_length`` tokens is advised).
+        preprocessing: The bundle's text preprocessing.
+        hf_tokenizer_dir: The model folder, for the tokenizer parity check; None skips it.
+        export_batch: Batch size of the traced example, recorded in the figures.
+        tolerance: Largest accepted max_abs_diff, 1 - min_cosine and norm error.
+
+    Returns:
+        The bundle's ``validation`` figures: ``max_abs_diff``, ``min_cosine``,
+        ``max_norm_error``, ``tokenizer_mismatches``, ``tolerance``, ``num_inputs``,
+        ``num_truncated``, ``sequence_lengths`` ([min, max] tokens), ``batch_sizes``,
+        ``export_batch``.
+
+    Raises:
+        ExportValidationError: A figure is beyond ``tolerance`` or a tokenisation differs.
+    """
+    tokens = TextTokenizer(tokenizer_path, preprocessing.max_length).tokenize(texts)
+    mismatches = 0
+    if hf_tokenizer_dir is not None:
+        from transformers import AutoTokenizer
+
+        hf = AutoTokenizer.from_pretrained(hf_tokenizer_dir, local_files_only=True)
+        hf_ids = hf(list(texts), truncation=True, max_length=preprocessing.max_length)["input_ids"]
+        mismatches = sum(list(a) != b.tolist() for a, b in zip(hf_ids, tokens.ids, strict=True))
+    lengths = [len(x) for x in tokens.ids]
+    reference = np.empty((len(texts), 0), dtype=np.float32)
+    with torch.inference_mode():
+        for idx in length_sorted_batches(lengths, max_batch_size=8, max_batch_tokens=1 << 30):
+            ids, mask = pad_sequences([tokens.ids[i] for i in idx], preprocessing.pad_id)
+            types, _ = pad_sequences([tokens.type_ids[i] for i in idx], 0)
+            args = [torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types)]
+            out = model.eval()(*args).numpy()
+            if reference.shape[1] == 0:
+                reference = np.empty((len(texts), out.shape[1]), dtype=np.float32)
+            reference[idx] = out
+    input_names = ["input_ids", "attention_mask"]
+    if getattr(model, "uses_token_type_ids", False):
+        input_names.append("token_type_ids")
+    embedder = OnnxTextEmbedder(
+        onnx_path,
+        input_names=input_names,
+        output_name=OUTPUT_NAME,
+        pad_id=preprocessing.pad_id,
+        max_batch_tokens=1 << 30,
+    )
+    batch_sizes = list(dict.fromkeys((len(texts), min(7, len(texts)), 1)))
+    worst: dict[str, float] = {"max_abs_diff": 0.0, "min_cosine": 1.0, "max_norm_error": 0.0}
+    for size in batch_sizes:
+        embedder.max_batch_size = size
+        f = compare_embeddings(reference, embedder.embed(tokens.ids, tokens.type_ids))
+        worst["max_abs_diff"] = max(worst["max_abs_diff"], f["max_abs_diff"])
+        worst["min_cosine"] = min(worst["min_cosine"], f["min_cosine"])
+        worst["max_norm_error"] = max(worst["max_norm_error"], f["max_norm_error"])
+    figures: dict[str, Any] = {
+        **worst,
+        "tokenizer_mismatches": mismatches,
+        "tolerance": tolerance,
+        "num_inputs": len(texts),
+        "num_truncated": int(tokens.truncated.sum()),
+        "sequence_lengths": [min(lengths), max(lengths)],
+        "batch_sizes": batch_sizes,
+        "export_batch": export_batch,
+    }
+    failures = [
+        f"{k} = {figures[k]:.3g} > tolerance {tolerance:g}"
+        for k in ("max_abs_diff", "max_norm_error")
+        if not figures[k] <= tolerance
+    ]
+    if not figures["min_cosine"] >= 1.0 - tolerance:
+        failures.append(f"min_cosine = {figures['min_cosine']:.8f} < 1 - tolerance")
+    if mismatches:
+        failures.append(
+            f"tokenizer_mismatches = {mismatches}: the server's tokenisation of "
+            f"{mismatches} of {len(texts)} texts differs from transformers' AutoTokenizer"
+        )
+    if failures:
+        raise ExportValidationError(
+            f"{onnx_path} failed validation: {'; '.join(failures)}", figures
         )
     return figures

@@ -40,6 +40,8 @@ class ServerConfig:
         port: TCP port; 0 picks a free one (see :attr:`EmbeddingServer.port`).
         intra_op_threads: onnxruntime threads per model; None = available CPUs, at most 8.
         max_batch_size: Largest batch per onnxruntime run; bigger requests run in chunks.
+        max_batch_tokens: Text models: most padded tokens (sequences x longest length) per
+            onnxruntime run; texts are sorted by length and padded per sub-batch.
         max_message_bytes: Largest request or response message, in bytes.
         workers: Threads handling RPCs (decoding images runs on them).
         max_concurrent_rpcs: RPCs in flight before new ones get RESOURCE_EXHAUSTED.
@@ -53,6 +55,7 @@ class ServerConfig:
     port: int = 50051
     intra_op_threads: int | None = None
     max_batch_size: int = 256
+    max_batch_tokens: int = 8192
     max_message_bytes: int = 64 * MIB
     workers: int = 8
     max_concurrent_rpcs: int = 64
@@ -93,6 +96,7 @@ class EmbeddingServer:
             repository,
             intra_op_threads=config.intra_op_threads,
             max_batch_size=config.max_batch_size,
+            max_batch_tokens=config.max_batch_tokens,
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._server = grpc.server(

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ssl_serve.bundle import BUNDLE_FILE, Bundle
+from ssl_serve.bundle import BUNDLE_FILE, Bundle, TextPreprocessing
 from ssl_serve.errors import ModelNotReadyError
+from ssl_serve.preprocess.text import TextTokenizer
 from ssl_serve.repository import ModelEntry, ModelRepository
-from ssl_serve.runtime import OnnxEmbedder
+from ssl_serve.runtime import OnnxEmbedder, OnnxTextEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,16 @@ class LoadedModel:
     Attributes:
         entry: The repository entry (name, version, folder, bundle).
         bundle_json: The bundle's `bundle.json` text, verbatim.
-        embedder: The onnxruntime session; None until loaded.
+        embedder: The onnxruntime session of an image bundle; None until loaded.
+        text_embedder: The onnxruntime session of a text bundle; None until loaded.
+        tokenizer: The text bundle's tokenizer; None until loaded (and for image bundles).
     """
 
     entry: ModelEntry
     bundle_json: str
     embedder: OnnxEmbedder | None = None
+    text_embedder: OnnxTextEmbedder | None = None
+    tokenizer: TextTokenizer | None = None
     # One model call at a time: concurrent runs would split the same CPU cores between them and
     # finish no sooner, while the wait measured here tells an operator the model is the queue.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -58,7 +63,7 @@ class LoadedModel:
     @property
     def ready(self) -> bool:
         """Whether the model is loaded and warmed."""
-        return self.embedder is not None
+        return self.embedder is not None or self.text_embedder is not None
 
     def run(self, batch: np.ndarray) -> InferenceResult:
         """Embed a preprocessed batch.
@@ -84,6 +89,32 @@ class LoadedModel:
             embeddings = embedder.embed(batch)
         return InferenceResult(embeddings, t1 - t0, time.perf_counter() - t1)
 
+    def run_tokens(
+        self, sequences: list[np.ndarray], type_ids: list[np.ndarray] | None = None
+    ) -> InferenceResult:
+        """Embed token sequences with a text model (length-sorted padded sub-batches).
+
+        Args:
+            sequences: N arrays ``(L_i,) int64`` of token ids, special tokens included.
+            type_ids: N arrays ``(L_i,) int64`` of token type ids, or None for zeros.
+
+        Returns:
+            The embeddings, in input order, and the queue/inference time.
+
+        Raises:
+            ModelNotReadyError: The model is still loading.
+        """
+        embedder = self.text_embedder
+        if embedder is None:
+            raise ModelNotReadyError(
+                f"model {self.entry.name!r} version {self.entry.version!r} is still loading"
+            )
+        t0 = time.perf_counter()
+        with self._lock:
+            t1 = time.perf_counter()
+            embeddings = embedder.embed(sequences, type_ids)
+        return InferenceResult(embeddings, t1 - t0, time.perf_counter() - t1)
+
 
 class ModelRegistry:
     """Every version of every model of a repository, with their sessions.
@@ -92,6 +123,7 @@ class ModelRegistry:
         repository: The scanned model repository.
         intra_op_threads: onnxruntime threads per session; None picks the default.
         max_batch_size: Largest batch per ``session.run``; larger requests run in chunks.
+        max_batch_tokens: Text models: most padded tokens per ``session.run``.
     """
 
     def __init__(
@@ -100,10 +132,12 @@ class ModelRegistry:
         *,
         intra_op_threads: int | None = None,
         max_batch_size: int = 256,
+        max_batch_tokens: int = 8192,
     ) -> None:
         self.repository = repository
         self.intra_op_threads = intra_op_threads
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
         self._models = {
             (e.name, e.version): LoadedModel(e, (e.path / BUNDLE_FILE).read_text("utf-8"))
             for e in repository.entries()
@@ -122,15 +156,32 @@ class ModelRegistry:
             for model in self.versions(name):
                 t0 = time.perf_counter()
                 bundle = model.bundle
-                embedder = OnnxEmbedder(
-                    model.entry.model_path,
-                    input_name=bundle.input.name,
-                    output_name=bundle.output.name,
-                    intra_op_threads=self.intra_op_threads,
-                    max_batch_size=self.max_batch_size,
-                )
-                embedder.warm_up()
-                model.embedder = embedder
+                embedder: OnnxEmbedder | OnnxTextEmbedder
+                if isinstance(bundle.preprocessing, TextPreprocessing):
+                    prep = bundle.preprocessing
+                    tokenizer = TextTokenizer(model.entry.path / prep.tokenizer, prep.max_length)
+                    embedder = OnnxTextEmbedder(
+                        model.entry.model_path,
+                        input_names=bundle.input_names,
+                        output_name=bundle.output.name,
+                        pad_id=prep.pad_id,
+                        intra_op_threads=self.intra_op_threads,
+                        max_batch_size=self.max_batch_size,
+                        max_batch_tokens=self.max_batch_tokens,
+                    )
+                    embedder.warm_up()
+                    model.tokenizer = tokenizer
+                    model.text_embedder = embedder
+                else:
+                    embedder = OnnxEmbedder(
+                        model.entry.model_path,
+                        input_name=bundle.input.name,
+                        output_name=bundle.output.name,
+                        intra_op_threads=self.intra_op_threads,
+                        max_batch_size=self.max_batch_size,
+                    )
+                    embedder.warm_up()
+                    model.embedder = embedder
                 log.info(
                     "loaded %s/%s (%s, D=%d, %d threads) in %.0f ms",
                     name,

@@ -12,14 +12,22 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
+from ssl_serve.bundle import TextPreprocessing
 from ssl_serve.errors import (
     InvalidInputError,
+    ModelNotReadyError,
     RequestTooLargeError,
     SslServeError,
     UnsupportedModalityError,
     grpc_status_code,
 )
-from ssl_serve.preprocess import DEFAULT_MAX_PIXELS, decode_tensor, preprocess_image
+from ssl_serve.preprocess import (
+    DEFAULT_MAX_PIXELS,
+    TokenizedTexts,
+    decode_tensor,
+    decode_token_ids,
+    preprocess_image,
+)
 from ssl_serve.server.models import LoadedModel, ModelRegistry
 from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
 
@@ -83,9 +91,19 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         if not request.model_name:
             raise InvalidInputError("model_name is empty; ListModels names the models served")
         model = self.registry.get(request.model_name, request.model_version)
-        batch = self._preprocess(model, request)
-        t1 = time.perf_counter()
-        result = model.run(batch)
+        kinds = self._check_inputs(model, request)
+        truncated: list[bool] = []
+        tokens = 0
+        if isinstance(model.bundle.preprocessing, TextPreprocessing):
+            tokenized = self._tokenize(model, request, kinds)
+            t1 = time.perf_counter()
+            result = model.run_tokens(tokenized.ids, tokenized.type_ids)
+            truncated = tokenized.truncated.tolist()
+            tokens = tokenized.num_tokens
+        else:
+            batch = self._preprocess(model, request, kinds)
+            t1 = time.perf_counter()
+            result = model.run(batch)
         embeddings = result.embeddings
         total_s = time.perf_counter() - t0
         return embedding_pb2.EmbedResponse(
@@ -94,7 +112,8 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             shape=list(embeddings.shape),
             embeddings=embeddings.astype("<f4", copy=False).tobytes(),
             request_id=request_id,
-            usage=embedding_pb2.Usage(inputs=len(embeddings), tokens=0),
+            usage=embedding_pb2.Usage(inputs=len(embeddings), tokens=tokens),
+            truncated=truncated,
             timing=embedding_pb2.Timing(
                 queue_ms=1000 * result.queue_s,
                 preprocess_ms=1000 * (t1 - t0),
@@ -119,7 +138,8 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         """One model version ("" = highest); NOT_FOUND when there is none."""
         return _metadata(self.registry.get(request.model_name, request.model_version))
 
-    def _preprocess(self, model: LoadedModel, request: embedding_pb2.EmbedRequest) -> np.ndarray:
+    def _check_inputs(self, model: LoadedModel, request: embedding_pb2.EmbedRequest) -> list[str]:
+        """Each input's kind, after checking the count and that every modality fits the model."""
         n = len(request.inputs)
         if n == 0:
             raise InvalidInputError("request has no inputs")
@@ -130,19 +150,73 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             )
         bundle = model.bundle
         # Check every input's kind before decoding any, so a wrong modality fails fast.
-        kinds = [item.WhichOneof("kind") for item in request.inputs]
-        for i, kind in enumerate(kinds):
+        kinds: list[str] = []
+        first: dict[str, int] = {}  # modality -> index of its first input
+        for i, item in enumerate(request.inputs):
+            kind = item.WhichOneof("kind")
             if kind is None:
                 raise InvalidInputError(
                     "no input set; set one of text, image, audio, raw_audio, tensor", index=i
                 )
+            kinds.append(kind)
+            if kind != "tensor":
+                first.setdefault(_INPUT_MODALITY[kind], i)
+        if len(first) > 1:
+            (a, i), (b, j) = sorted(first.items(), key=lambda kv: kv[1])[:2]
+            raise UnsupportedModalityError(
+                f"request mixes modalities: {a} (input {i}) and {b} (input {j}); send one "
+                f"modality per request (model {model.entry.name} takes {bundle.modality})",
+                index=j,
+            )
+        for i, kind in enumerate(kinds):
             if kind != "tensor" and _INPUT_MODALITY[kind] != bundle.modality:
                 raise UnsupportedModalityError(
                     f"modality {_INPUT_MODALITY[kind]} not supported by model "
                     f"{model.entry.name} (modality {bundle.modality})",
                     index=i,
                 )
-        spec = bundle.preprocessing
+        return kinds
+
+    def _tokenize(
+        self, model: LoadedModel, request: embedding_pb2.EmbedRequest, kinds: list[str]
+    ) -> TokenizedTexts:
+        """Text inputs tokenised by the bundle's tokenizer; token-id tensors decoded as int64."""
+        tokenizer = model.tokenizer
+        if tokenizer is None:
+            raise ModelNotReadyError(
+                f"model {model.entry.name!r} version {model.entry.version!r} is still loading"
+            )
+        text_at = [i for i, kind in enumerate(kinds) if kind == "text"]
+        tokenized = tokenizer.tokenize([request.inputs[i].text for i in text_at])
+        if len(text_at) == len(kinds):
+            return tokenized
+        ids: list[np.ndarray] = [np.empty(0, np.int64)] * len(kinds)
+        type_ids = list(ids)
+        truncated = np.zeros(len(kinds), dtype=bool)
+        for k, i in enumerate(text_at):
+            ids[i], type_ids[i] = tokenized.ids[k], tokenized.type_ids[k]
+            truncated[i] = tokenized.truncated[k]
+        for i, kind in enumerate(kinds):
+            if kind == "tensor":
+                t = request.inputs[i].tensor
+                ids[i] = decode_token_ids(
+                    t.dtype,
+                    list(t.shape),
+                    t.data,
+                    max_length=tokenizer.max_length,
+                    vocab_size=tokenizer.vocab_size,
+                    index=i,
+                )
+                type_ids[i] = np.zeros_like(ids[i])
+        return TokenizedTexts(ids, type_ids, truncated)
+
+    def _preprocess(
+        self, model: LoadedModel, request: embedding_pb2.EmbedRequest, kinds: list[str]
+    ) -> np.ndarray:
+        """The image model's ``(N, C, H, W) float32`` batch from image or tensor inputs."""
+        n = len(kinds)
+        spec = model.bundle.preprocessing
+        assert not isinstance(spec, TextPreprocessing)
         item_shape = (spec.channels, *spec.image_size)
         batch = np.empty((n, *item_shape), dtype=np.float32)
         for i, (item, kind) in enumerate(zip(request.inputs, kinds, strict=True)):
