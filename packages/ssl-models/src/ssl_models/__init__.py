@@ -1,11 +1,19 @@
 """ssl-models: encoders, heads and self-supervised objectives."""
 
-from ssl_models.encoders import ENCODERS, ResNet, SmallCNN, VisionTransformer, build_encoder
+from ssl_models.encoders import (
+    ENCODERS,
+    ResNet,
+    SmallCNN,
+    SpeechEncoder,
+    VisionTransformer,
+    build_encoder,
+)
 from ssl_models.errors import SslModelsError, UnknownNameError
 from ssl_models.heads import DINOHead, LinearClassifier, PredictionHead, ProjectionHead
 from ssl_models.losses import (
     BarlowTwinsLoss,
     BYOLLoss,
+    CLIPLoss,
     DINOLoss,
     InfoNCEQueueLoss,
     MAELoss,
@@ -17,10 +25,12 @@ from ssl_models.losses import (
 )
 from ssl_models.methods import (
     BYOL,
+    CLIP,
     DINO,
     MAE,
     METHODS,
     BarlowTwins,
+    HuBERT,
     Jigsaw,
     MoCoV2,
     MoCoV3,
@@ -30,6 +40,7 @@ from ssl_models.methods import (
     SimSiam,
     SSLMethod,
     VICReg,
+    Wav2Vec2,
     build_method,
     jigsaw_permutations,
     make_jigsaw_puzzles,
@@ -41,6 +52,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BYOL",
+    "CLIP",
     "DINO",
     "ENCODERS",
     "MAE",
@@ -48,8 +60,10 @@ __all__ = [
     "BYOLLoss",
     "BarlowTwins",
     "BarlowTwinsLoss",
+    "CLIPLoss",
     "DINOHead",
     "DINOLoss",
+    "HuBERT",
     "InfoNCEQueueLoss",
     "Jigsaw",
     "LinearClassifier",
@@ -68,11 +82,13 @@ __all__ = [
     "SimSiam",
     "SimSiamLoss",
     "SmallCNN",
+    "SpeechEncoder",
     "SslModelsError",
     "UnknownNameError",
     "VICReg",
     "VICRegLoss",
     "VisionTransformer",
+    "Wav2Vec2",
     "build_encoder",
     "build_method",
     "collapse_std",

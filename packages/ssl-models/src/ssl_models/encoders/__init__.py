@@ -19,9 +19,11 @@ from ssl_models.encoders.resnet import (
 from ssl_models.encoders.small_cnn import BasicBlock, SmallCNN
 from ssl_models.encoders.vit import VisionTransformer, vit_base, vit_small, vit_tiny
 from ssl_models.errors import UnknownNameError
+from ssl_models.speech.encoder import SpeechEncoder
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,
+    "wav2vec2": SpeechEncoder,
     "resnet18": resnet18,
     "resnet34": resnet34,
     "resnet50": resnet50,
@@ -62,6 +64,7 @@ __all__ = [
     "BasicBlock",
     "ResNet",
     "SmallCNN",
+    "SpeechEncoder",
     "VisionTransformer",
     "build_encoder",
     "resnet18",

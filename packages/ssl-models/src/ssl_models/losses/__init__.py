@@ -2,6 +2,7 @@
 
 from ssl_models.losses.barlow_twins_loss import BarlowTwinsLoss
 from ssl_models.losses.byol_loss import BYOLLoss
+from ssl_models.losses.clip import CLIPLoss
 from ssl_models.losses.collapse_monitor import collapse_std
 from ssl_models.losses.dino_loss import DINOLoss
 from ssl_models.losses.info_nce_queue import InfoNCEQueueLoss
@@ -14,6 +15,7 @@ from ssl_models.losses.vicreg_loss import VICRegLoss
 __all__ = [
     "BYOLLoss",
     "BarlowTwinsLoss",
+    "CLIPLoss",
     "DINOLoss",
     "InfoNCEQueueLoss",
     "MAELoss",

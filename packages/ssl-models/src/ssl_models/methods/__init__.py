@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from ssl_models.cross_modal.clip import CLIP
 from ssl_models.errors import UnknownNameError
 from ssl_models.methods.barlow_twins import BarlowTwins
 from ssl_models.methods.base import SSLMethod
@@ -21,6 +22,8 @@ from ssl_models.methods.rotation import RotationPrediction, make_rotations
 from ssl_models.methods.simclr import SimCLR
 from ssl_models.methods.simsiam import SimSiam
 from ssl_models.methods.vicreg import VICReg
+from ssl_models.speech.hubert import HuBERT
+from ssl_models.speech.wav2vec2 import Wav2Vec2
 
 METHODS: dict[str, Callable[..., SSLMethod]] = {
     "simclr": SimCLR,
@@ -34,6 +37,9 @@ METHODS: dict[str, Callable[..., SSLMethod]] = {
     "mae": MAE,
     "rotation": RotationPrediction,
     "jigsaw": Jigsaw,
+    "wav2vec2": Wav2Vec2,
+    "hubert": HuBERT,
+    "clip": CLIP,
 }
 
 
@@ -60,10 +66,12 @@ def build_method(config: Mapping[str, Any], encoder: nn.Module) -> SSLMethod:
 
 __all__ = [
     "BYOL",
+    "CLIP",
     "DINO",
     "MAE",
     "METHODS",
     "BarlowTwins",
+    "HuBERT",
     "Jigsaw",
     "MoCoV2",
     "MoCoV3",
@@ -73,6 +81,7 @@ __all__ = [
     "SimCLR",
     "SimSiam",
     "VICReg",
+    "Wav2Vec2",
     "build_method",
     "jigsaw_permutations",
     "make_jigsaw_puzzles",
