@@ -1,5 +1,9 @@
 """ssl-models: encoders, heads and self-supervised objectives."""
 
+# The methods first: the text encoders in the encoder registry live beside text methods built on
+# the method base classes, so importing the encoders first would be circular.
+import ssl_models.methods  # noqa: F401
+from ssl_models import text
 from ssl_models.encoders import (
     ENCODERS,
     ResNet,
@@ -97,5 +101,6 @@ __all__ = [
     "make_jigsaw_puzzles",
     "make_rotations",
     "momentum_copy",
+    "text",
     "update_momentum",
 ]

@@ -20,6 +20,16 @@ from ssl_models.encoders.small_cnn import BasicBlock, SmallCNN
 from ssl_models.encoders.vit import VisionTransformer, vit_base, vit_small, vit_tiny
 from ssl_models.errors import UnknownNameError
 from ssl_models.speech.encoder import SpeechEncoder
+from ssl_models.text import (
+    BertEncoder,
+    GPT2Decoder,
+    RecurrentEncoder,
+    WordEmbeddingEncoder,
+    bert_base,
+    bert_mini,
+    bert_small,
+    bert_tiny,
+)
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,
@@ -34,6 +44,14 @@ ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "vit_tiny": vit_tiny,
     "vit_small": vit_small,
     "vit_base": vit_base,
+    "bert": BertEncoder,
+    "bert_tiny": bert_tiny,
+    "bert_mini": bert_mini,
+    "bert_small": bert_small,
+    "bert_base": bert_base,
+    "gpt2": GPT2Decoder,
+    "recurrent": RecurrentEncoder,
+    "word_embedding": WordEmbeddingEncoder,
 }
 
 

@@ -24,6 +24,7 @@ from ssl_models.methods.simsiam import SimSiam
 from ssl_models.methods.vicreg import VICReg
 from ssl_models.speech.hubert import HuBERT
 from ssl_models.speech.wav2vec2 import Wav2Vec2
+from ssl_models.text import ELECTRA, BidirectionalLM, CausalLM, MaskedLM, SimCSE, SkipGram
 
 METHODS: dict[str, Callable[..., SSLMethod]] = {
     "simclr": SimCLR,
@@ -40,6 +41,12 @@ METHODS: dict[str, Callable[..., SSLMethod]] = {
     "wav2vec2": Wav2Vec2,
     "hubert": HuBERT,
     "clip": CLIP,
+    "masked_lm": MaskedLM,
+    "causal_lm": CausalLM,
+    "simcse": SimCSE,
+    "electra": ELECTRA,
+    "bilm": BidirectionalLM,
+    "skip_gram": SkipGram,
 }
 
 
