@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 DEFAULT_OUT = ROOT / "packages" / "ssl-serve" / "src"
-PROTO_FILES = ("ssl_serve/v1/embedding.proto",)
+PROTO_FILES = ("ssl_serve/v1/embedding.proto", "ssl_serve/kserve/grpc_service.proto")
 
 
 def generate(out: Path) -> list[Path]:

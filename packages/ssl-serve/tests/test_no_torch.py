@@ -14,9 +14,12 @@ BLOCK = "import sys; sys.modules['torch'] = None\n"
 def test_runtime_modules_import_with_torch_blocked() -> None:
     code = BLOCK + (
         "import ssl_serve, ssl_serve.server, ssl_serve.client, ssl_serve.cli, ssl_serve.runtime\n"
-        "import ssl_serve.preprocess, ssl_serve.repository, ssl_serve.bundle\n"
+        "import ssl_serve.preprocess, ssl_serve.repository, ssl_serve.bundle, ssl_serve.triton\n"
         "assert sys.modules['torch'] is None\n"
         "assert 'ssl_serve.export' not in sys.modules\n"
+        # The KServe stubs register protobuf package `inference` (as tritonclient's do): only
+        # a constructed server imports them.
+        "assert 'ssl_serve.kserve.grpc_service_pb2' not in sys.modules\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

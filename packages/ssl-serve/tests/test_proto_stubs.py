@@ -30,3 +30,64 @@ def test_stubs_describe_the_proto_service() -> None:
     assert [m.name for m in service.methods] == ["Embed", "ListModels", "GetModel"]
     kinds = embedding_pb2.Input.DESCRIPTOR.oneofs_by_name["kind"].fields
     assert [f.name for f in kinds] == ["text", "image", "audio", "raw_audio", "tensor"]
+
+
+KSERVE_PROTO = "ssl_serve/kserve/grpc_service.proto"
+KSERVE_STUBS = ("grpc_service_pb2.py", "grpc_service_pb2.pyi", "grpc_service_pb2_grpc.py")
+# Prints the serialized FileDescriptorProto of our KServe stubs. A subprocess: importing them
+# here would register the protobuf package `inference`, which tritonclient's stubs register too.
+DUMP_KSERVE = (
+    "import sys; from ssl_serve.kserve import grpc_service_pb2 as pb; "
+    "sys.stdout.buffer.write(pb.DESCRIPTOR.serialized_pb)"
+)
+
+
+def test_committed_kserve_stubs_match_proto_source(tmp_path: Path) -> None:
+    # The command of scripts/gen_proto.py, for the KServe v2 proto.
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I",
+            "proto",
+            f"--python_out={tmp_path}",
+            f"--pyi_out={tmp_path}",
+            f"--grpc_python_out={tmp_path}",
+            f"proto/{KSERVE_PROTO}",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
+    for name in KSERVE_STUBS:
+        generated = (tmp_path / "ssl_serve" / "kserve" / name).read_bytes()
+        committed = (PACKAGE_STUBS.parent / "kserve" / name).read_bytes()
+        assert generated == committed, f"{name} is stale: regenerate it from {KSERVE_PROTO}"
+
+
+def test_kserve_messages_are_tritonclients_on_the_wire() -> None:
+    from google.protobuf import descriptor_pb2
+    from tritonclient.grpc import service_pb2
+
+    out = subprocess.run([sys.executable, "-c", DUMP_KSERVE], capture_output=True, check=True)
+    ours = descriptor_pb2.FileDescriptorProto.FromString(out.stdout)
+    theirs = descriptor_pb2.FileDescriptorProto()
+    service_pb2.DESCRIPTOR.CopyToProto(theirs)
+    assert ours.package == theirs.package == "inference"
+    their_messages = {m.name: m for m in theirs.message_type}
+    assert len(ours.message_type) == 14
+    for message in ours.message_type:  # names, numbers, types and nesting, field by field
+        assert message == their_messages[message.name], message.name
+    (service,) = ours.service
+    (their_service,) = theirs.service
+    their_methods = {m.name: m for m in their_service.method}
+    assert [m.name for m in service.method] == [
+        "ServerLive",
+        "ServerReady",
+        "ModelReady",
+        "ServerMetadata",
+        "ModelMetadata",
+        "ModelInfer",
+    ]
+    for method in service.method:
+        assert method == their_methods[method.name]

@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ssl_serve import __version__
 from ssl_serve.errors import SslServeError
@@ -38,8 +39,9 @@ def _serve(args: argparse.Namespace) -> int:
     )
     server = EmbeddingServer(config)
     server.start()
-    print(f"ssl-serve listening on {server.address}", flush=True)
-    run_until_signal(server)
+    run_until_signal(
+        server, on_ready=lambda: print(f"ssl-serve listening on {server.address}", flush=True)
+    )
     return 0
 
 
@@ -165,6 +167,9 @@ def _export(args: argparse.Namespace) -> int:
             tolerance=args.tolerance,
             opset=args.opset,
             overwrite=args.overwrite,
+            optimize=args.optimize,
+            quantize=args.quantize,
+            int8_min_cosine=args.int8_min_cosine,
         )
         v = bundle["validation"]
         p = bundle["preprocessing"]
@@ -180,6 +185,7 @@ def _export(args: argparse.Namespace) -> int:
             f"min_cosine={v['min_cosine']:.9f} max_norm_error={v['max_norm_error']:.3g} "
             f"tokenizer_mismatches={v['tokenizer_mismatches']} (tolerance {v['tolerance']:g})"
         )
+        _print_variants(v)
         return 0
     bundle = export_checkpoint(
         args.checkpoint,
@@ -189,6 +195,9 @@ def _export(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         opset=args.opset,
         overwrite=args.overwrite,
+        optimize=args.optimize,
+        quantize=args.quantize,
+        int8_min_cosine=args.int8_min_cosine,
     )
     v = bundle["validation"]
     print(f"exported {bundle['name']}/{bundle['version']} to {output}")
@@ -199,6 +208,47 @@ def _export(args: argparse.Namespace) -> int:
         f"preprocessing_max_abs_diff={v['preprocessing_max_abs_diff']:.3g} "
         f"(tolerance {v['tolerance']:g})"
     )
+    _print_variants(v)
+    return 0
+
+
+def _print_variants(validation: dict[str, Any]) -> None:
+    """Print the optimised / int8 figures of an export's ``validation`` (when made)."""
+    if "model" not in validation:
+        return
+    size = validation["fp32_model_bytes"]
+    for key in ("optimized", "int8"):
+        f = validation.get(key)
+        if f is None:
+            continue
+        extra = ""
+        if key == "int8":
+            extra = (
+                f", {f['quantized_matmuls']} weight MatMuls in int8, "
+                f"{len(f['float_matmuls'])} kept in float"
+            )
+        print(
+            f"{key}: max_abs_diff={f['max_abs_diff']:.3g} min_cosine={f['min_cosine']:.6f} "
+            f"max_norm_error={f['max_norm_error']:.3g} vs PyTorch; "
+            f"{f['model_bytes'] / MIB:.1f} MiB (fp32 {size / MIB:.1f} MiB){extra}"
+        )
+    print(f"model.onnx holds the {validation['model']} model")
+
+
+def _triton_export(args: argparse.Namespace) -> int:
+    from ssl_serve.triton import export_triton
+
+    entries = export_triton(
+        args.source,
+        args.output,
+        name=args.name,
+        version=args.version,
+        max_batch_size=args.max_batch_size,
+        max_queue_delay_us=args.max_queue_delay_us,
+        overwrite=args.overwrite,
+    )
+    for entry in entries:
+        print(f"wrote {entry.model} and {entry.config}")
     return 0
 
 
@@ -219,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="serve a model repository over gRPC",
         description="Load every <name>/<version>/ bundle of a model repository, warm it up, "
-        "and serve ssl_serve.v1.EmbeddingService, grpc.health.v1 and server reflection. Prints "
+        "and serve ssl_serve.v1.EmbeddingService, inference.GRPCInferenceService (KServe v2: "
+        "raw tensors, tritonclient works), grpc.health.v1 and server reflection. Prints "
         "'ssl-serve listening on HOST:PORT' once serving; SIGTERM/SIGINT drain and stop it.",
     )
     p.add_argument("--repository", type=Path, required=True, help="model repository folder")
@@ -379,7 +430,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+    p.add_argument(
+        "--optimize",
+        action="store_true",
+        help="store onnxruntime's offline graph optimisation (extended level, CPU), validated "
+        "against PyTorch within --tolerance; figures under validation.optimized",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="store a dynamic int8 model (onnxruntime quantize_dynamic), validated against "
+        "PyTorch; the MatMuls with the worst activation outliers stay in float until the min "
+        "cosine reaches --int8-min-cosine; figures under validation.int8",
+    )
+    p.add_argument(
+        "--int8-min-cosine",
+        type=float,
+        default=0.99,
+        help="smallest accepted cosine similarity of int8 vs PyTorch embeddings "
+        "(default: %(default)s)",
+    )
     p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "triton-export",
+        help="write a bundle (or every bundle of a repository) as a Triton model-repository entry",
+        description="Write TRITON_REPOSITORY/NAME/config.pbtxt (platform onnxruntime_onnx, "
+        "inputs/outputs with -1 for dynamic axes, max_batch_size, dynamic batching) and "
+        "TRITON_REPOSITORY/NAME/VERSION/model.onnx, a byte-for-byte copy of the bundle's, with "
+        "bundle.json (and tokenizer.json) beside it for clients. Needs no torch.",
+    )
+    p.add_argument(
+        "source",
+        type=Path,
+        help="a bundle folder, or an ssl-serve repository (every NAME/VERSION is exported)",
+    )
+    p.add_argument("output", type=Path, help="Triton model repository folder")
+    p.add_argument("--name", help="Triton model name of a single bundle (default: its name)")
+    p.add_argument("--version", help="integer version of a single bundle (default: its version)")
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=64,
+        help="config max_batch_size: largest dynamic batch (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=1000,
+        help="dynamic_batching max_queue_delay_microseconds (default: %(default)s)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing version folders")
+    p.set_defaults(func=_triton_export)
     return parser
 
 

@@ -18,7 +18,18 @@ from ssl_serve.export.hf_model import (
 )
 from ssl_serve.export.onnx_graph import EmbeddingModel, export_onnx
 from ssl_serve.export.text_graph import TextEmbeddingModel, export_text_onnx, pool_tokens
-from ssl_serve.export.validate import compare_embeddings, validate_export, validate_text_export
+from ssl_serve.export.validate import (
+    compare_embeddings,
+    pytorch_text_embeddings,
+    validate_export,
+    validate_text_export,
+)
+from ssl_serve.export.variants import (
+    make_variants,
+    matmul_outlier_ranking,
+    optimize_onnx,
+    quantize_int8,
+)
 
 __all__ = [
     "Checkpoint",
@@ -32,7 +43,12 @@ __all__ = [
     "export_text_onnx",
     "image_preprocessing_from_recipe",
     "load_checkpoint",
+    "make_variants",
+    "matmul_outlier_ranking",
+    "optimize_onnx",
     "pool_tokens",
+    "pytorch_text_embeddings",
+    "quantize_int8",
     "read_sentence_transformers_config",
     "resolve_checkpoint_dir",
     "validate_export",

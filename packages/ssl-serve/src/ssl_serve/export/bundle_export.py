@@ -17,7 +17,9 @@ from ssl_serve.bundle import BUNDLE_FILE, MODEL_FILE, RECIPE_FILE, Bundle, Tenso
 from ssl_serve.errors import InvalidInputError
 from ssl_serve.export.checkpoint import Checkpoint, load_checkpoint
 from ssl_serve.export.onnx_graph import INPUT_NAME, OUTPUT_NAME, EmbeddingModel, export_onnx
-from ssl_serve.export.validate import validate_export
+from ssl_serve.export.validate import compare_embeddings, validate_export
+from ssl_serve.export.variants import INT8_MIN_COSINE, make_variants
+from ssl_serve.runtime import OnnxEmbedder
 
 # Model names and versions become folder names in a repository.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -32,6 +34,9 @@ def export_checkpoint(
     tolerance: float = 1e-4,
     opset: int = 17,
     overwrite: bool = False,
+    optimize: bool = False,
+    quantize: str | None = None,
+    int8_min_cosine: float = INT8_MIN_COSINE,
 ) -> dict[str, Any]:
     """Export a checkpoint's encoder (pooled output, L2-normalised in the graph) as a bundle.
 
@@ -55,6 +60,11 @@ def export_checkpoint(
         opset: ONNX opset version.
         overwrite: Replace ``output`` when it exists and is a bundle folder (holds
             bundle.json), atomically; otherwise an existing ``output`` is an error.
+        optimize: Store onnxruntime's offline graph optimisation of the model, validated
+            against PyTorch (see :func:`~ssl_serve.export.variants.make_variants`).
+        quantize: "int8" stores a dynamic int8 model (optimised afterwards with
+            ``optimize``), validated to a min cosine of ``int8_min_cosine`` against PyTorch.
+        int8_min_cosine: Smallest accepted int8 cosine similarity with PyTorch.
 
     Returns:
         The bundle.json contents written (validation figures under ``"validation"``).
@@ -93,6 +103,25 @@ def export_checkpoint(
             batch_sizes=batch_sizes,
             tolerance=tolerance,
         )
+        if optimize or quantize is not None:
+            with torch.inference_mode():
+                reference = model.eval()(torch.from_numpy(ckpt.pixel_values)).numpy()
+
+            def figures(path: Path) -> dict[str, Any]:
+                embedder = OnnxEmbedder(path, input_name=INPUT_NAME, output_name=OUTPUT_NAME)
+                return dict(compare_embeddings(reference, embedder.embed(ckpt.pixel_values)))
+
+            validation.update(
+                make_variants(
+                    onnx_path,
+                    optimize=optimize,
+                    quantize=quantize,
+                    feeds={INPUT_NAME: ckpt.pixel_values},
+                    validate=figures,
+                    tolerance=tolerance,
+                    int8_min_cosine=int8_min_cosine,
+                )
+            )
         bundle = _bundle(ckpt, model.output_dim, name, version, validation, opset)
         write_bundle(bundle, folder)
         (folder / RECIPE_FILE).write_bytes(ckpt.recipe_bytes)

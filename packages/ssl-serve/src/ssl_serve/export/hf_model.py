@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ssl_serve.bundle import TOKENIZER_FILE, Bundle, TensorSpec, TextPreprocessing, write_bundle
@@ -28,8 +29,14 @@ from ssl_serve.export.bundle_export import (
 )
 from ssl_serve.export.onnx_graph import OUTPUT_NAME
 from ssl_serve.export.text_graph import TextEmbeddingModel, export_text_onnx
-from ssl_serve.export.validate import validate_text_export
+from ssl_serve.export.validate import (
+    compare_embeddings,
+    pytorch_text_embeddings,
+    validate_text_export,
+)
+from ssl_serve.export.variants import INT8_MIN_COSINE, make_variants
 from ssl_serve.preprocess.text import TextTokenizer, pad_sequences
+from ssl_serve.runtime import OnnxTextEmbedder
 
 WORDNET_NOUNS = Path("/usr/share/wordnet/data.noun")
 NUM_VALIDATION_TEXTS = 32
@@ -151,6 +158,9 @@ def export_hf_model(
     tolerance: float = 1e-4,
     opset: int = 17,
     overwrite: bool = False,
+    optimize: bool = False,
+    quantize: str | None = None,
+    int8_min_cosine: float = INT8_MIN_COSINE,
 ) -> dict[str, Any]:
     """Export a local Hugging Face text encoder as a text bundle (pooling + L2 norm in graph).
 
@@ -179,6 +189,11 @@ def export_hf_model(
             onnxruntime and PyTorch.
         opset: ONNX opset version.
         overwrite: Replace ``output`` when it is an existing bundle folder.
+        optimize: Store onnxruntime's offline graph optimisation of the model, validated
+            against PyTorch (see :func:`~ssl_serve.export.variants.make_variants`).
+        quantize: "int8" stores a dynamic int8 model (optimised afterwards with
+            ``optimize``), validated to a min cosine of ``int8_min_cosine`` against PyTorch.
+        int8_min_cosine: Smallest accepted int8 cosine similarity with PyTorch.
 
     Returns:
         The bundle.json contents written (validation figures under ``"validation"``).
@@ -188,8 +203,9 @@ def export_hf_model(
             validation texts.
         CheckpointError: The folder lacks ``tokenizer.json`` or cannot be loaded.
         FileExistsError: ``output`` exists and may not be replaced.
-        ExportValidationError: onnxruntime disagrees with PyTorch beyond ``tolerance``, or the
-            server's tokenisation differs from transformers'; nothing is written then.
+        ExportValidationError: onnxruntime disagrees with PyTorch beyond ``tolerance``, the
+            server's tokenisation differs from transformers', or a variant fails its check;
+            nothing is written then.
     """
     from transformers import AutoConfig, AutoModel
 
@@ -242,6 +258,38 @@ def export_hf_model(
             export_batch=len(example[0]),
             tolerance=tolerance,
         )
+        if optimize or quantize is not None:
+            # One PyTorch reference for every variant; each variant runs as the server does.
+            tokens = TextTokenizer(tmp / TOKENIZER_FILE, max_length).tokenize(texts)
+            reference = pytorch_text_embeddings(model, tokens, pad_id)
+
+            def figures(path: Path) -> dict[str, Any]:
+                embedder = OnnxTextEmbedder(
+                    path,
+                    input_names=model.input_names,
+                    output_name=OUTPUT_NAME,
+                    pad_id=pad_id,
+                    max_batch_tokens=1 << 30,
+                )
+                return dict(
+                    compare_embeddings(reference, embedder.embed(tokens.ids, tokens.type_ids))
+                )
+
+            ids, mask = pad_sequences(tokens.ids, pad_id)
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if uses_types:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            validation.update(
+                make_variants(
+                    onnx_path,
+                    optimize=optimize,
+                    quantize=quantize,
+                    feeds=feeds,
+                    validate=figures,
+                    tolerance=tolerance,
+                    int8_min_cosine=int8_min_cosine,
+                )
+            )
         dim = int(config.hidden_size)
         bundle = Bundle(
             name=name,

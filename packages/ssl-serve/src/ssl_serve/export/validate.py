@@ -14,7 +14,12 @@ from ssl_serve.bundle import ImagePreprocessing, TextPreprocessing
 from ssl_serve.errors import ExportValidationError
 from ssl_serve.export.onnx_graph import INPUT_NAME, OUTPUT_NAME
 from ssl_serve.preprocess import normalize_pixels
-from ssl_serve.preprocess.text import TextTokenizer, length_sorted_batches, pad_sequences
+from ssl_serve.preprocess.text import (
+    TextTokenizer,
+    TokenizedTexts,
+    length_sorted_batches,
+    pad_sequences,
+)
 from ssl_serve.runtime import OnnxEmbedder, OnnxTextEmbedder
 
 
@@ -116,6 +121,32 @@ def validate_export(
     return figures
 
 
+def pytorch_text_embeddings(model: nn.Module, tokens: TokenizedTexts, pad_id: int) -> np.ndarray:
+    """The PyTorch reference of a text export: length-sorted, padded sub-batches of 8.
+
+    Args:
+        model: The exported PyTorch module (transformer + pooling + normalisation); it takes
+            ``input_ids``, ``attention_mask`` and ``token_type_ids``, each ``(B, L) int64``.
+        tokens: N tokenised texts (special tokens in).
+        pad_id: Token id at padded positions.
+
+    Returns:
+        ``(N, D) float32`` embeddings, in input order.
+    """
+    lengths = [len(x) for x in tokens.ids]
+    reference = np.empty((len(lengths), 0), dtype=np.float32)
+    with torch.inference_mode():
+        for idx in length_sorted_batches(lengths, max_batch_size=8, max_batch_tokens=1 << 30):
+            ids, mask = pad_sequences([tokens.ids[i] for i in idx], pad_id)
+            types, _ = pad_sequences([tokens.type_ids[i] for i in idx], 0)
+            args = [torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types)]
+            out = model.eval()(*args).numpy()
+            if reference.shape[1] == 0:
+                reference = np.empty((len(lengths), out.shape[1]), dtype=np.float32)
+            reference[idx] = out
+    return reference
+
+
 def validate_text_export(
     onnx_path: Path,
     model: nn.Module,
@@ -165,16 +196,7 @@ def validate_text_export(
         hf_ids = hf(list(texts), truncation=True, max_length=preprocessing.max_length)["input_ids"]
         mismatches = sum(list(a) != b.tolist() for a, b in zip(hf_ids, tokens.ids, strict=True))
     lengths = [len(x) for x in tokens.ids]
-    reference = np.empty((len(texts), 0), dtype=np.float32)
-    with torch.inference_mode():
-        for idx in length_sorted_batches(lengths, max_batch_size=8, max_batch_tokens=1 << 30):
-            ids, mask = pad_sequences([tokens.ids[i] for i in idx], preprocessing.pad_id)
-            types, _ = pad_sequences([tokens.type_ids[i] for i in idx], 0)
-            args = [torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types)]
-            out = model.eval()(*args).numpy()
-            if reference.shape[1] == 0:
-                reference = np.empty((len(texts), out.shape[1]), dtype=np.float32)
-            reference[idx] = out
+    reference = pytorch_text_embeddings(model, tokens, preprocessing.pad_id)
     input_names = ["input_ids", "attention_mask"]
     if getattr(model, "uses_token_type_ids", False):
         input_names.append("token_type_ids")

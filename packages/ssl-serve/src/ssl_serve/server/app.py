@@ -1,4 +1,4 @@
-"""The gRPC server process: EmbeddingService, grpc.health.v1, reflection, graceful shutdown."""
+"""The gRPC server process: EmbeddingService, KServe v2, grpc.health.v1, reflection, shutdown."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +76,12 @@ class EmbeddingServer:
     """An ssl-serve gRPC server over one model repository.
 
     Scans the repository on construction; :meth:`start` binds the port, then loads and warms
-    every model. Health ("" for the whole server, and one service per model name) says
-    NOT_SERVING until a model is warmed, then SERVING; Embed answers UNAVAILABLE meanwhile.
-    Use as a context manager to stop it on exit.
+    every model. Serves ``ssl_serve.v1.EmbeddingService`` and, on the same port,
+    ``inference.GRPCInferenceService`` (KServe v2, :mod:`ssl_serve.server.kserve`). Health (""
+    for the whole server, and one service per model name) says NOT_SERVING until a model is
+    warmed, then SERVING; Embed answers UNAVAILABLE meanwhile, and KServe's ServerReady is false
+    until every model is warmed and again once draining starts. Use as a context manager to
+    stop it on exit.
 
     Args:
         config: Server settings.
@@ -116,9 +120,29 @@ class EmbeddingServer:
             max_image_pixels=config.max_image_pixels,
         )
         embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(servicer, self._server)
+        # Imported here, not at the top: the KServe stubs register the protobuf package
+        # `inference`, as tritonclient's do, and the two cannot share a process; importing
+        # ssl_serve.server (or a client beside tritonclient) must not register it.
+        from ssl_serve.server import kserve
+
+        self._ready = threading.Event()
+        kserve.add_to_server(
+            kserve.KServeServicer(
+                self.registry,
+                is_ready=self._ready.is_set,
+                max_batch_size=config.max_inputs_per_request,
+            ),
+            self._server,
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (EMBEDDING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+            (
+                EMBEDDING_SERVICE,
+                kserve.SERVICE_NAME,
+                health.SERVICE_NAME,
+                reflection.SERVICE_NAME,
+            ),
+            self._server,
         )
         self.health.set("", _NOT_SERVING)
         for name in self.registry.repository.names():
@@ -162,6 +186,7 @@ class EmbeddingServer:
             self._server.stop(None)
             raise
         self.health.set("", _SERVING)
+        self._ready.set()
         log.info(
             "serving %d model version(s) on %s (loaded in %.0f ms)",
             len(self.registry.models()),
@@ -178,6 +203,7 @@ class EmbeddingServer:
                 config's ``grace_s``.
         """
         grace = self.config.grace_s if grace_s is None else grace_s
+        self._ready.clear()
         self.health.enter_graceful_shutdown()
         self._server.stop(grace).wait()
 
@@ -197,11 +223,14 @@ class EmbeddingServer:
         self.stop()
 
 
-def run_until_signal(server: EmbeddingServer) -> int:
+def run_until_signal(server: EmbeddingServer, on_ready: Callable[[], None] | None = None) -> int:
     """Serve until SIGTERM or SIGINT, then stop gracefully (main thread only).
 
     Args:
         server: A started server.
+        on_ready: Called once the signal handlers are installed, e.g. to print that the
+            server listens: a supervisor that signals right after that line is then never
+            met by the default handler (which would kill the process without draining).
 
     Returns:
         The number of the signal that stopped it.
@@ -215,6 +244,8 @@ def run_until_signal(server: EmbeddingServer) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        if on_ready is not None:
+            on_ready()
         while not stop.wait(0.5):
             pass
     finally:

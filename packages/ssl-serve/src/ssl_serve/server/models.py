@@ -115,6 +115,48 @@ class LoadedModel:
             embeddings = embedder.embed(sequences, type_ids)
         return InferenceResult(embeddings, t1 - t0, time.perf_counter() - t1)
 
+    def run_padded(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        token_type_ids: np.ndarray | None = None,
+    ) -> InferenceResult:
+        """Embed an already padded batch with a text model, as given (KServe v2 raw tensors).
+
+        Rows run in chunks of at most the embedder's ``max_batch_size``; the padding is the
+        caller's (pooling uses the attention mask, so it does not change the embeddings).
+
+        Args:
+            input_ids: ``(B, L) int64`` token ids.
+            attention_mask: ``(B, L) int64``, 1 for real tokens, 0 for padding.
+            token_type_ids: ``(B, L) int64``; zeros when None.
+
+        Returns:
+            ``(B, D) float32`` embeddings and the queue/inference time.
+
+        Raises:
+            ModelNotReadyError: The model is still loading.
+        """
+        embedder = self.text_embedder
+        if embedder is None:
+            raise ModelNotReadyError(
+                f"model {self.entry.name!r} version {self.entry.version!r} is still loading"
+            )
+        step = embedder.max_batch_size
+        t0 = time.perf_counter()
+        with self._lock:
+            t1 = time.perf_counter()
+            chunks = [
+                embedder.embed_padded(
+                    input_ids[i : i + step],
+                    attention_mask[i : i + step],
+                    None if token_type_ids is None else token_type_ids[i : i + step],
+                )
+                for i in range(0, len(input_ids), step)
+            ]
+        embeddings = chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
+        return InferenceResult(embeddings, t1 - t0, time.perf_counter() - t1)
+
 
 class ModelRegistry:
     """Every version of every model of a repository, with their sessions.

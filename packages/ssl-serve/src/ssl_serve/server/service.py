@@ -38,7 +38,7 @@ _INPUT_MODALITY = {"text": "text", "image": "image", "audio": "audio", "raw_audi
 _Response = TypeVar("_Response")
 
 
-def _grpc_errors(
+def grpc_errors(
     method: Callable[[Any, Any, grpc.ServicerContext], _Response],
 ) -> Callable[[Any, Any, grpc.ServicerContext], _Response]:
     """Turn ssl-serve errors into gRPC statuses (errors.grpc_status_code) and log the others."""
@@ -81,7 +81,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         self.max_inputs_per_request = max_inputs_per_request
         self.max_image_pixels = max_image_pixels
 
-    @_grpc_errors
+    @grpc_errors
     def Embed(
         self, request: embedding_pb2.EmbedRequest, context: grpc.ServicerContext
     ) -> embedding_pb2.EmbedResponse:
@@ -122,7 +122,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             ),
         )
 
-    @_grpc_errors
+    @grpc_errors
     def ListModels(
         self, request: embedding_pb2.ListModelsRequest, context: grpc.ServicerContext
     ) -> embedding_pb2.ListModelsResponse:
@@ -131,7 +131,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             models=[_metadata(m) for m in self.registry.models()]
         )
 
-    @_grpc_errors
+    @grpc_errors
     def GetModel(
         self, request: embedding_pb2.GetModelRequest, context: grpc.ServicerContext
     ) -> embedding_pb2.ModelMetadata:
