@@ -27,7 +27,7 @@ def test_stubs_describe_the_proto_service() -> None:
 
     service = embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]
     assert service.full_name == "ssl_serve.v1.EmbeddingService"
-    assert [m.name for m in service.methods] == ["Embed", "ListModels", "GetModel"]
+    assert [m.name for m in service.methods] == ["Embed", "Classify", "ListModels", "GetModel"]
     kinds = embedding_pb2.Input.DESCRIPTOR.oneofs_by_name["kind"].fields
     assert [f.name for f in kinds] == ["text", "image", "audio", "raw_audio", "tensor"]
 

@@ -12,7 +12,7 @@ from ssl_serve.bundle import (
     read_bundle,
     write_bundle,
 )
-from ssl_serve.client import EmbeddingClient, ModelInfo, TextEmbeddings
+from ssl_serve.client import Classifications, EmbeddingClient, ModelInfo, TextEmbeddings
 from ssl_serve.errors import (
     BundleError,
     CheckpointError,
@@ -20,6 +20,7 @@ from ssl_serve.errors import (
     InvalidInputError,
     ModelNotFoundError,
     ModelNotReadyError,
+    NotAClassifierError,
     RemoteError,
     RequestTooLargeError,
     SslServeError,
@@ -33,6 +34,7 @@ __all__ = [
     "Bundle",
     "BundleError",
     "CheckpointError",
+    "Classifications",
     "EmbeddingClient",
     "ExportValidationError",
     "ImagePreprocessing",
@@ -42,6 +44,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelNotReadyError",
     "ModelRepository",
+    "NotAClassifierError",
     "RemoteError",
     "RequestTooLargeError",
     "SslServeError",

@@ -26,6 +26,8 @@ RESIZE_FILTERS = ("bilinear", "nearest", "bicubic")
 POOLING_MODES = ("mean", "cls", "max")
 # Graph inputs of a text bundle, in the order the exporter declares them.
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+# The second graph output of a classifier bundle: softmax class probabilities.
+PROBABILITIES_OUTPUT = "probabilities"
 
 
 @dataclass(frozen=True)
@@ -129,13 +131,17 @@ class Bundle:
         inputs: The graph inputs; image bundles have one, ``pixel_values (batch, C, H, W)``
             float32; text bundles have ``input_ids``, ``attention_mask`` and, when the model
             uses them, ``token_type_ids``, each ``(batch, sequence)`` int64.
-        outputs: The graph outputs; one, ``embedding (batch, embedding_dim) float32``.
+        outputs: The graph outputs: ``embedding (batch, embedding_dim) float32`` and, for a
+            classifier bundle, ``probabilities (batch, len(labels)) float32`` (softmax over the
+            classes inside the graph, rows summing to 1).
         embedding_dim: Width D of the embeddings.
         normalized: Whether the graph L2-normalises the embeddings.
         preprocessing: Image or text preprocessing parameters (matching ``modality``).
         validation: Export-time parity figures (free-form, e.g. ``max_abs_diff``).
         provenance: Where the model came from (free-form: recipe hash, checkpoint, versions).
         format_version: Schema version of `bundle.json`; this release reads 1.
+        labels: Class names of a classifier bundle, ``labels[i]`` naming probability ``i``;
+            None for an embedding-only bundle (bundle.json then has no ``labels`` key).
     """
 
     name: str
@@ -149,6 +155,7 @@ class Bundle:
     validation: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    labels: tuple[str, ...] | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | Path = BUNDLE_FILE) -> Bundle:
@@ -166,7 +173,9 @@ class Bundle:
                 another (the message names the file, the key and the bad value).
         """
         r = _BundleReader(source)
-        top = r.mapping(data, "", required=_TOP_KEYS, optional=("validation", "provenance"))
+        top = r.mapping(
+            data, "", required=_TOP_KEYS, optional=("validation", "provenance", "labels")
+        )
         version = r.typed(top, "format_version", int)
         if version != FORMAT_VERSION:
             r.fail("format_version", f"is {version}; this ssl-serve reads {FORMAT_VERSION}")
@@ -174,7 +183,8 @@ class Bundle:
         if modality not in MODALITIES:
             r.fail("modality", f"is {modality!r}; this ssl-serve serves {list(MODALITIES)}")
         inputs = r.specs(top, "inputs", counts=(1,) if modality == "image" else (2, 3))
-        outputs = r.specs(top, "outputs", counts=(1,))
+        labels = r.labels(top)
+        outputs = r.specs(top, "outputs", counts=(1,) if labels is None else (2,))
         dim = r.typed(top, "embedding_dim", int)
         if dim <= 0:
             r.fail("embedding_dim", f"must be > 0, got {dim}")
@@ -195,12 +205,14 @@ class Bundle:
             validation=dict(r.typed(top, "validation", dict, default={})),
             provenance=dict(r.typed(top, "provenance", dict, default={})),
             format_version=version,
+            labels=labels,
         )
         r.check_consistency(bundle)
         return bundle
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form; ``Bundle.from_dict(b.to_dict()) == b``."""
+        labels = {} if self.labels is None else {"labels": list(self.labels)}
         return {
             "format_version": self.format_version,
             "name": self.name,
@@ -211,6 +223,7 @@ class Bundle:
             "embedding_dim": self.embedding_dim,
             "normalized": self.normalized,
             "preprocessing": self.preprocessing.to_dict(),
+            **labels,
             "validation": dict(self.validation),
             "provenance": dict(self.provenance),
         }
@@ -231,8 +244,13 @@ class Bundle:
 
     @property
     def output(self) -> TensorSpec:
-        """The single graph output, the embeddings."""
+        """The first graph output, the embeddings."""
         return self.outputs[0]
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the bundle has class ``labels`` and a ``probabilities`` output."""
+        return self.labels is not None
 
 
 def read_bundle(path: str | Path) -> Bundle:
@@ -309,6 +327,19 @@ class _BundleReader(JsonFields):
                 )
             )
         return tuple(specs)
+
+    def labels(self, top: Mapping[str, Any]) -> tuple[str, ...] | None:
+        if "labels" not in top:
+            return None
+        value = top["labels"]
+        if (
+            not isinstance(value, list)
+            or len(value) < 2
+            or not all(isinstance(v, str) and v for v in value)
+            or len(set(value)) != len(value)
+        ):
+            self.fail("labels", f"must list >= 2 distinct non-empty class names, got {value!r}")
+        return tuple(value)
 
     def text_preprocessing(self, value: Any) -> TextPreprocessing:
         prep = self.mapping(
@@ -388,6 +419,20 @@ class _BundleReader(JsonFields):
             )
 
     def _check_output(self, b: Bundle) -> None:
+        if b.labels is not None:
+            probs = b.outputs[1]
+            want = ["batch", len(b.labels)]
+            if (
+                probs.name != PROBABILITIES_OUTPUT
+                or probs.dtype != "float32"
+                or len(probs.shape) != 2
+                or probs.shape[1] != len(b.labels)
+            ):
+                self.fail(
+                    "outputs[1]",
+                    f"is {probs.name!r} {probs.dtype} {list(probs.shape)}; {len(b.labels)} labels "
+                    f"need {PROBABILITIES_OUTPUT!r} float32 {want}",
+                )
         if b.output.dtype != "float32" or list(b.output.shape[1:]) != [b.embedding_dim]:
             self.fail(
                 "outputs[0]",

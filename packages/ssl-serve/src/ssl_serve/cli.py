@@ -1,4 +1,4 @@
-"""The `ssl-serve` command: serve, embed, models, export.
+"""The `ssl-serve` command: serve, embed, classify, models, export, triton-export.
 
 Only `export` needs torch (the `ssl-serve[export]` extra); it is imported when that subcommand
 runs, so the other subcommands work on a serving box without torch.
@@ -86,6 +86,41 @@ def _embed(args: argparse.Namespace) -> int:
             raise RemoteError(e.code, _name_input_files(e.details, args.files)) from e
     np.save(output, embeddings)
     print(f"wrote {output}: {embeddings.shape} {embeddings.dtype}")
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ssl_serve.client import EmbeddingClient
+    from ssl_serve.errors import RemoteError
+
+    images = [Path(f).read_bytes() for f in args.files]
+    with EmbeddingClient(args.target, timeout_s=args.timeout_s) as client:
+        try:
+            result = client.classify_images(
+                args.model,
+                images,
+                top_k=args.top_k,
+                version=args.version,
+                batch_size=args.batch_size,
+            )
+        except RemoteError as e:
+            raise RemoteError(e.code, _name_input_files(e.details, args.files)) from e
+    rows = [
+        {"file": f, "top": [{"label": label, "probability": p} for label, p in top]}
+        for f, top in zip(args.files, result.top_k, strict=True)
+    ]
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+        else:
+            top = ", ".join(f"{t['label']} {t['probability']:.4f}" for t in row["top"])
+            print(f"{row['file']}: {top}")
+    if args.output is not None:
+        output = _npy_path(args.output)
+        np.save(output, result.probabilities)
+        print(f"wrote {output}: {result.probabilities.shape} {result.probabilities.dtype}")
     return 0
 
 
@@ -208,6 +243,13 @@ def _export(args: argparse.Namespace) -> int:
         f"preprocessing_max_abs_diff={v['preprocessing_max_abs_diff']:.3g} "
         f"(tolerance {v['tolerance']:g})"
     )
+    if "labels" in bundle:
+        pv = v["probabilities"]
+        print(
+            f"classifier: {len(bundle['labels'])} labels; probabilities vs PyTorch: "
+            f"max_abs_diff={pv['max_abs_diff']:.3g} max_sum_error={pv['max_sum_error']:.3g} "
+            f"top1_agreement={pv['top1_agreement']:.4f}"
+        )
     _print_variants(v)
     return 0
 
@@ -364,6 +406,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="PNG or JPEG image files")
     p.set_defaults(func=_embed)
+
+    p = sub.add_parser(
+        "classify",
+        help="classify image files with a served classifier model",
+        description="Send PNG/JPEG files to a server's Classify RPC (a classifier bundle, "
+        "exported from an ssl-train finetune checkpoint) and print each file's top-k labels "
+        "with their probabilities; --output saves the full probabilities, (N, K) float32 in "
+        "input order with K = the model's labels, as a .npy file. A model without labels "
+        "fails with FAILED_PRECONDITION.",
+    )
+    add_target(p)
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--version", default="", help="model version (default: the highest)")
+    p.add_argument(
+        "--top-k", type=int, default=5, help="labels printed per file (default: %(default)s)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="inputs per request (default: %(default)s)"
+    )
+    p.add_argument(
+        "--output",
+        type=Path,
+        help="save the probabilities as .npy (.npy is appended when missing)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object per file")
+    p.add_argument("files", nargs="+", metavar="FILE", help="PNG or JPEG image files")
+    p.set_defaults(func=_classify)
 
     p = sub.add_parser(
         "models",

@@ -41,6 +41,23 @@ class TextEmbeddings:
 
 
 @dataclass(frozen=True)
+class Classifications:
+    """Class probabilities of N inputs from a classifier model (the Classify RPC).
+
+    Attributes:
+        labels: The model's K class names; ``labels[j]`` names column j.
+        probabilities: ``(N, K) float32`` softmax probabilities, rows in input order (each
+            sums to 1 up to float32 rounding).
+        top_k: Per input, the ``(label, probability)`` pairs of its k most probable classes,
+            most probable first (ties: lower class index first).
+    """
+
+    labels: tuple[str, ...]
+    probabilities: np.ndarray
+    top_k: list[list[tuple[str, float]]]
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the server says about one model version (the proto's ModelMetadata).
 
@@ -51,6 +68,7 @@ class ModelInfo:
         embedding_dim: Width D of the embeddings.
         ready: Whether the server has loaded and warmed it.
         bundle: The bundle's `bundle.json`, decoded.
+        labels: Class names of a classifier model (Classify works on it); empty otherwise.
     """
 
     name: str
@@ -59,12 +77,21 @@ class ModelInfo:
     embedding_dim: int
     ready: bool
     bundle: dict[str, Any]
+    labels: tuple[str, ...] = ()
 
     @classmethod
     def from_proto(cls, m: embedding_pb2.ModelMetadata) -> ModelInfo:
         """Convert the proto message (decoding its ``bundle_json``)."""
         bundle = json.loads(m.bundle_json) if m.bundle_json else {}
-        return cls(m.name, m.version, m.modality, int(m.embedding_dim), bool(m.ready), bundle)
+        return cls(
+            m.name,
+            m.version,
+            m.modality,
+            int(m.embedding_dim),
+            bool(m.ready),
+            bundle,
+            tuple(m.labels),
+        )
 
 
 class EmbeddingClient:
@@ -121,6 +148,81 @@ class EmbeddingClient:
         """
         response = self._call(self._stub.Embed, request)
         return _embeddings(response), response
+
+    def classify(self, request: embedding_pb2.ClassifyRequest) -> embedding_pb2.ClassifyResponse:
+        """Send one ClassifyRequest as it is and return the response.
+
+        Raises:
+            RemoteError: The call failed; FAILED_PRECONDITION when the model is not a
+                classifier.
+        """
+        return self._call(self._stub.Classify, request)
+
+    def classify_images(
+        self,
+        model: str,
+        images: Sequence[bytes],
+        *,
+        top_k: int = 5,
+        version: str = "",
+        batch_size: int = 256,
+    ) -> Classifications:
+        """Classify encoded images with a classifier model, ``batch_size`` per request.
+
+        Args:
+            model: Model name (a classifier bundle: exported from a fine-tuned checkpoint).
+            images: N >= 1 PNG or JPEG files' bytes; the server converts size and channels.
+            top_k: Labels returned per image (>= 1; capped at the number of classes).
+            version: Model version; "" selects the highest.
+            batch_size: Images per request (>= 1).
+
+        Returns:
+            The probabilities ``(N, K) float32`` and the top-k labels per image.
+
+        Raises:
+            ValueError: ``top_k``, ``batch_size`` or the number of images is < 1.
+            RemoteError: A call failed: FAILED_PRECONDITION for a model without labels,
+                INVALID_ARGUMENT for a bad image (the message names its index in its request).
+        """
+        inputs = [embedding_pb2.Input(image=bytes(b)) for b in images]
+        return self._classify_inputs(model, inputs, top_k, version, batch_size)
+
+    def classify_tensors(
+        self,
+        model: str,
+        tensors: np.ndarray,
+        *,
+        top_k: int = 5,
+        version: str = "",
+        batch_size: int = 256,
+    ) -> Classifications:
+        """Classify already preprocessed model inputs (fed to the model as they are).
+
+        Args:
+            model: Model name (a classifier bundle).
+            tensors: ``(N, C, H, W) float32``, preprocessed as the bundle says, N >= 1.
+            top_k: Labels returned per input (>= 1).
+            version: Model version; "" selects the highest.
+            batch_size: Inputs per request (>= 1).
+
+        Returns:
+            The probabilities ``(N, K) float32`` and the top-k labels per input.
+
+        Raises:
+            ValueError: ``top_k``, ``batch_size`` or N is < 1.
+            InvalidInputError: ``tensors`` is not a 4-D array.
+            RemoteError: A call failed.
+        """
+        x = np.asarray(tensors, dtype="<f4")
+        if x.ndim != 4:
+            raise InvalidInputError(f"tensors must be (N, C, H, W), got shape {x.shape}")
+        inputs = [
+            embedding_pb2.Input(
+                tensor=embedding_pb2.Tensor(dtype="float32", shape=t.shape, data=t.tobytes())
+            )
+            for t in x
+        ]
+        return self._classify_inputs(model, inputs, top_k, version, batch_size)
 
     def embed_images(
         self,
@@ -352,6 +454,51 @@ class EmbeddingClient:
                 raise RemoteError(e.code, f"{where}: {e.details}") from e.__cause__
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
+    def _classify_inputs(
+        self,
+        model: str,
+        inputs: list[embedding_pb2.Input],
+        top_k: int,
+        version: str,
+        batch_size: int,
+    ) -> Classifications:
+        if min(top_k, batch_size, len(inputs)) < 1:
+            raise ValueError(
+                f"top_k ({top_k}), batch_size ({batch_size}) and the number of inputs "
+                f"({len(inputs)}) must be >= 1"
+            )
+        labels: tuple[str, ...] = ()
+        parts: list[np.ndarray] = []
+        top: list[list[tuple[str, float]]] = []
+        for start in range(0, len(inputs), batch_size):
+            chunk = inputs[start : start + batch_size]
+            request = embedding_pb2.ClassifyRequest(
+                model_name=model, model_version=version, inputs=chunk, top_k=top_k
+            )
+            try:
+                response = self.classify(request)
+            except RemoteError as e:
+                if start == 0 and len(chunk) == len(inputs):
+                    raise
+                where = f"request with inputs {start}..{start + len(chunk) - 1}"
+                raise RemoteError(e.code, f"{where}: {e.details}") from e.__cause__
+            labels = tuple(response.labels)
+            probs = _packed(response.probabilities, response.shape, "probabilities")
+            if probs.shape != (len(chunk), len(labels)) or len(response.classifications) != len(
+                chunk
+            ):
+                raise SslServeError(
+                    f"server sent probabilities {probs.shape} and "
+                    f"{len(response.classifications)} classifications for {len(chunk)} inputs "
+                    f"and {len(labels)} labels"
+                )
+            parts.append(probs)
+            top.extend(
+                [(p.label, float(p.probability)) for p in c.top] for c in response.classifications
+            )
+        probabilities = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        return Classifications(labels, probabilities, top)
+
     def _call(self, method: Callable[..., _T], request: Any) -> _T:
         try:
             return method(request, timeout=self.timeout_s)
@@ -360,9 +507,12 @@ class EmbeddingClient:
 
 
 def _embeddings(response: embedding_pb2.EmbedResponse) -> np.ndarray:
-    shape = tuple(int(d) for d in response.shape)
-    if len(shape) != 2 or len(response.embeddings) != shape[0] * shape[1] * 4:
-        raise SslServeError(
-            f"server sent {len(response.embeddings)} bytes of embeddings for shape {list(shape)}"
-        )
-    return np.frombuffer(response.embeddings, dtype="<f4").reshape(shape).astype(np.float32)
+    return _packed(response.embeddings, response.shape, "embeddings")
+
+
+def _packed(data: bytes, dims: Sequence[int], what: str) -> np.ndarray:
+    """A ``(N, D)`` float32 matrix from little-endian packed bytes and its shape."""
+    shape = tuple(int(d) for d in dims)
+    if len(shape) != 2 or len(data) != shape[0] * shape[1] * 4:
+        raise SslServeError(f"server sent {len(data)} bytes of {what} for shape {list(shape)}")
+    return np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float32)

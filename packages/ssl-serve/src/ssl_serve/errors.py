@@ -35,6 +35,10 @@ class UnsupportedModalityError(InvalidInputError):
     """An input's modality (text, image, audio) is not the one the model embeds."""
 
 
+class NotAClassifierError(SslServeError):
+    """Classify was asked of a model whose bundle has no class probabilities (no ``labels``)."""
+
+
 class RequestTooLargeError(SslServeError):
     """A request holds more inputs (or bytes) than the server accepts in one call."""
 
@@ -108,6 +112,7 @@ class RemoteError(SslServeError):
 _STATUS_CODES: dict[type[SslServeError], grpc.StatusCode] = {
     InvalidInputError: grpc.StatusCode.INVALID_ARGUMENT,
     UnsupportedModalityError: grpc.StatusCode.INVALID_ARGUMENT,
+    NotAClassifierError: grpc.StatusCode.FAILED_PRECONDITION,
     RequestTooLargeError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ModelNotFoundError: grpc.StatusCode.NOT_FOUND,
     ModelNotReadyError: grpc.StatusCode.UNAVAILABLE,

@@ -106,36 +106,70 @@ class OnnxEmbedder:
                 f"graph has no output {output_name!r}; outputs: {sorted(outputs)}",
             )
         self.input_shape: tuple[int | str | None, ...] = tuple(inputs[input_name].shape)
+        self.output_names: tuple[str, ...] = tuple(o.name for o in self.session.get_outputs())
 
     @property
     def providers(self) -> list[str]:
         """Providers the session really uses (onnxruntime falls back to CPU silently)."""
         return list(self.session.get_providers())
 
-    def embed(self, batch: np.ndarray) -> np.ndarray:
+    def embed(self, batch: np.ndarray, output_name: str | None = None) -> np.ndarray:
         """Embed a preprocessed batch, in chunks of at most ``max_batch_size``.
 
         Args:
             batch: ``(N, C, H, W) float32`` model inputs (N >= 1), laid out and normalised as
                 the bundle's preprocessing says.
+            output_name: Graph output to return instead of ``self.output_name``, e.g. a
+                classifier bundle's ``"probabilities"``.
 
         Returns:
-            ``(N, D) float32`` embeddings, in input order.
+            ``(N, D) float32`` embeddings (or the named output's ``(N, K)`` rows), in input
+            order.
 
         Raises:
             InvalidInputError: ``batch`` is empty, not float32, or its non-batch dimensions
                 differ from the model's input.
+            BundleError: The graph has no output ``output_name``.
+        """
+        name = self.output_name if output_name is None else output_name
+        return self.run_outputs(batch, [name])[0]
+
+    def run_outputs(self, batch: np.ndarray, output_names: Sequence[str]) -> list[np.ndarray]:
+        """Several graph outputs of one pass over a preprocessed batch (chunked as in embed).
+
+        Args:
+            batch: ``(N, C, H, W) float32`` model inputs (N >= 1).
+            output_names: Graph outputs to return, e.g. ``["embedding", "probabilities"]``.
+
+        Returns:
+            One ``(N, ...) float32`` array per name, in that order, rows in input order.
+
+        Raises:
+            InvalidInputError: ``batch`` is empty, not float32, or of the wrong shape.
+            BundleError: The graph lacks one of ``output_names``.
         """
         self._check(batch)
+        names = list(output_names)
+        for name in names:
+            if name not in self.output_names:
+                raise BundleError(
+                    self.model_path,
+                    f"graph has no output {name!r}; outputs: {list(self.output_names)}",
+                )
         chunks = [
             self.session.run(
-                [self.output_name],
+                names,
                 {self.input_name: np.ascontiguousarray(batch[i : i + self.max_batch_size])},
-            )[0]
+            )
             for i in range(0, len(batch), self.max_batch_size)
         ]
-        out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
-        return np.asarray(out, dtype=np.float32)
+        return [
+            np.asarray(
+                chunks[0][k] if len(chunks) == 1 else np.concatenate([c[k] for c in chunks]),
+                dtype=np.float32,
+            )
+            for k in range(len(names))
+        ]
 
     def warm_up(self) -> np.ndarray:
         """Run one zero input through the model (allocates buffers, checks the graph runs).

@@ -13,11 +13,26 @@ from typing import Any
 
 import torch
 
-from ssl_serve.bundle import BUNDLE_FILE, MODEL_FILE, RECIPE_FILE, Bundle, TensorSpec, write_bundle
+from ssl_serve.bundle import (
+    BUNDLE_FILE,
+    MODEL_FILE,
+    PROBABILITIES_OUTPUT,
+    RECIPE_FILE,
+    Bundle,
+    TensorSpec,
+    write_bundle,
+)
 from ssl_serve.errors import InvalidInputError
 from ssl_serve.export.checkpoint import Checkpoint, load_checkpoint
-from ssl_serve.export.onnx_graph import INPUT_NAME, OUTPUT_NAME, EmbeddingModel, export_onnx
-from ssl_serve.export.validate import compare_embeddings, validate_export
+from ssl_serve.export.onnx_graph import (
+    CLASSIFIER_OUTPUT_NAMES,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ClassifierModel,
+    EmbeddingModel,
+    export_onnx,
+)
+from ssl_serve.export.validate import compare_embeddings, validate_export, validate_probabilities
 from ssl_serve.export.variants import INT8_MIN_COSINE, make_variants
 from ssl_serve.runtime import OnnxEmbedder
 
@@ -39,6 +54,13 @@ def export_checkpoint(
     int8_min_cosine: float = INT8_MIN_COSINE,
 ) -> dict[str, Any]:
     """Export a checkpoint's encoder (pooled output, L2-normalised in the graph) as a bundle.
+
+    A fine-tuned classifier checkpoint (``ssl-train finetune``: the step folder holds
+    ``classifier.json``) becomes a classifier bundle: the graph has a second output,
+    ``probabilities (batch, K) float32`` (the head, its batch norm folded in, then softmax),
+    bundle.json lists the class ``labels``, and ``validation.probabilities`` holds the
+    onnxruntime-vs-PyTorch figures of the probabilities (see
+    :func:`~ssl_serve.export.validate.validate_probabilities`).
 
     Reads the checkpoint (docs/contracts.md), rebuilds the encoder with
     ``ssl_models.build_encoder(recipe["encoder"])`` and loads its ``encoder.`` weights
@@ -70,7 +92,9 @@ def export_checkpoint(
         The bundle.json contents written (validation figures under ``"validation"``).
 
     Raises:
-        InvalidInputError: ``name`` or ``version`` is not a valid folder name.
+        InvalidInputError: ``name`` or ``version`` is not a valid folder name, or
+            ``optimize``/``quantize`` is asked for a classifier checkpoint (its probabilities
+            would go unvalidated; not supported yet).
         FileExistsError: ``output`` exists and ``overwrite`` is False, or it exists and is not
             a bundle folder (no bundle.json), which is never replaced.
         CheckpointError: The checkpoint cannot be read or does not fit its encoder.
@@ -84,7 +108,18 @@ def export_checkpoint(
         raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
     _check_replaceable(output)
     ckpt = load_checkpoint(checkpoint)
+    classifier = ckpt.classifier
+    if classifier is not None and (optimize or quantize is not None):
+        raise InvalidInputError(
+            f"{ckpt.path} is a classifier checkpoint; --optimize/--quantize validate only "
+            "embeddings, so they are not offered for classifier bundles yet: export without them"
+        )
     model = EmbeddingModel(ckpt.encoder).eval()
+    graph: torch.nn.Module = model
+    output_names: tuple[str, ...] = (OUTPUT_NAME,)
+    if classifier is not None:
+        graph = ClassifierModel(ckpt.encoder, classifier.weight, classifier.bias).eval()
+        output_names = CLASSIFIER_OUTPUT_NAMES
     n = len(ckpt.pixel_values)
     batch_sizes = list(dict.fromkeys((n, min(7, n), 1)))
     export_batch = next(b for b in range(2, n + 3) if b not in batch_sizes)
@@ -93,7 +128,7 @@ def export_checkpoint(
 
     def write(folder: Path) -> dict[str, Any]:
         onnx_path = folder / MODEL_FILE
-        export_onnx(model, example, onnx_path, opset=opset)
+        export_onnx(graph, example, onnx_path, opset=opset, output_names=output_names)
         validation = validate_export(
             onnx_path,
             model,
@@ -103,6 +138,15 @@ def export_checkpoint(
             batch_sizes=batch_sizes,
             tolerance=tolerance,
         )
+        if classifier is not None:
+            validation["probabilities"] = validate_probabilities(
+                onnx_path,
+                ckpt.encoder,
+                classifier.head,
+                ckpt.pixel_values,
+                batch_sizes=batch_sizes,
+                tolerance=tolerance,
+            )
         if optimize or quantize is not None:
             with torch.inference_mode():
                 reference = model.eval()(torch.from_numpy(ckpt.pixel_values)).numpy()
@@ -149,12 +193,22 @@ def _bundle(
     opset: int,
 ) -> Bundle:
     prep = ckpt.preprocessing
+    outputs = [TensorSpec(OUTPUT_NAME, "float32", ("batch", dim))]
+    labels = None
+    classifier: dict[str, Any] = {}
+    if ckpt.classifier is not None:
+        labels = ckpt.classifier.labels
+        outputs.append(TensorSpec(PROBABILITIES_OUTPUT, "float32", ("batch", len(labels))))
+        meta = ckpt.classifier.meta
+        classifier = {
+            "classifier": {k: meta[k] for k in ("mode", "epoch", "metrics", "source") if k in meta}
+        }
     return Bundle(
         name=name,
         version=version,
         modality="image",
         inputs=(TensorSpec(INPUT_NAME, "float32", ("batch", prep.channels, *prep.image_size)),),
-        outputs=(TensorSpec(OUTPUT_NAME, "float32", ("batch", dim)),),
+        outputs=tuple(outputs),
         embedding_dim=dim,
         normalized=True,
         preprocessing=prep,
@@ -163,6 +217,7 @@ def _bundle(
             "recipe_sha256": ckpt.recipe_sha256,
             "checkpoint": ckpt.path.name,
             "step": ckpt.step,
+            **classifier,
             "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "versions": {
                 # Import names as keys, as in docs/contracts.md.
@@ -173,6 +228,7 @@ def _bundle(
                 "opset": opset,
             },
         },
+        labels=labels,
     )
 
 

@@ -22,12 +22,34 @@ import yaml
 import ssl_models
 from ssl_serve.bundle import ImagePreprocessing
 from ssl_serve.errors import CheckpointError
+from ssl_serve.export.onnx_graph import fold_batch_norm
 
 MODEL_WEIGHTS = "model.safetensors"
 RECIPE = "recipe.yaml"
 EXAMPLE_INPUTS = "example_inputs.safetensors"
 TRAINER_STATE = "trainer_state.json"
 ENCODER_PREFIX = "encoder."
+CLASSIFIER_JSON = "classifier.json"
+
+
+@dataclass
+class ClassifierHead:
+    """A fine-tuned classifier's head (``ssl-train finetune``; docs/contracts.md).
+
+    Attributes:
+        labels: K class names; ``labels[i]`` names logit i.
+        head: ``ssl_models.LinearClassifier`` with the checkpoint's ``head.*`` weights, eval
+            mode: ``(B, D) float32`` encoder features -> ``(B, K) float32`` logits.
+        weight: ``(K, D) float32`` the head as one affine map, its batch norm folded in.
+        bias: ``(K,) float32`` the folded bias.
+        meta: The decoded ``classifier.json`` (mode, metrics, source, ...).
+    """
+
+    labels: tuple[str, ...]
+    head: torch.nn.Module
+    weight: torch.Tensor
+    bias: torch.Tensor
+    meta: dict[str, Any]
 
 
 @dataclass
@@ -43,6 +65,8 @@ class Checkpoint:
         preprocessing: The image preprocessing the recipe's ``data`` section describes.
         pixel_values: ``(N, C, H, W) float32`` real training images as the encoder saw them.
         images: ``(N, H, W, C) uint8`` the same images before preprocessing.
+        classifier: The classifier head of a fine-tuned checkpoint (a folder with
+            ``classifier.json``); None for a pretraining checkpoint.
     """
 
     path: Path
@@ -53,6 +77,7 @@ class Checkpoint:
     preprocessing: ImagePreprocessing
     pixel_values: np.ndarray
     images: np.ndarray
+    classifier: ClassifierHead | None = None
 
     @property
     def recipe_sha256(self) -> str:
@@ -136,7 +161,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     Raises:
         CheckpointError: A file is missing or malformed, the weights hold no ``encoder.``
             keys, or they do not fit the encoder the recipe builds (missing/unexpected keys
-            are listed).
+            are listed); for a classifier checkpoint, ``classifier.json`` is malformed or the
+            ``head.`` weights do not fit it.
     """
     folder = resolve_checkpoint_dir(path)
     for name in (RECIPE, EXAMPLE_INPUTS):
@@ -152,6 +178,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     preprocessing = image_preprocessing_from_recipe(recipe, folder / RECIPE)
     encoder = _load_encoder(folder, recipe["encoder"])
     pixel_values, images = _load_examples(folder / EXAMPLE_INPUTS, preprocessing)
+    classifier = None
+    if (folder / CLASSIFIER_JSON).is_file():
+        classifier = load_classifier_head(folder, int(encoder.output_dim))  # type: ignore[arg-type]
     return Checkpoint(
         path=folder,
         recipe=recipe,
@@ -161,7 +190,68 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         preprocessing=preprocessing,
         pixel_values=pixel_values,
         images=images,
+        classifier=classifier,
     )
+
+
+def load_classifier_head(folder: Path, embedding_dim: int) -> ClassifierHead:
+    """Read a fine-tuned checkpoint's ``classifier.json`` and ``head.*`` weights.
+
+    Args:
+        folder: The step folder (holds ``classifier.json`` and ``model.safetensors``).
+        embedding_dim: D, the encoder's pooled output width.
+
+    Returns:
+        The head, its labels and its folded affine form.
+
+    Raises:
+        CheckpointError: ``classifier.json`` is not JSON, has a format_version other than 1,
+            labels that are not K >= 2 distinct strings, or the ``head.`` weights do not fit a
+            ``LinearClassifier(D, K)`` (with batch norm when ``head.batch_norm``).
+    """
+    file = folder / CLASSIFIER_JSON
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+        labels = meta["labels"]
+        head_meta = meta["head"]
+        batch_norm = bool(head_meta["batch_norm"])
+        prefix = str(head_meta.get("prefix", "head."))
+        eps = float(head_meta.get("batch_norm_eps") or 1e-5)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{file}: malformed classifier.json ({e!r})") from e
+    if meta.get("format_version") != 1:
+        raise CheckpointError(
+            f"{file}: format_version is {meta.get('format_version')!r}; this ssl-serve reads 1"
+        )
+    if (
+        not isinstance(labels, list)
+        or len(labels) < 2
+        or not all(isinstance(x, str) and x for x in labels)
+        or len(set(labels)) != len(labels)
+    ):
+        raise CheckpointError(f"{file}: labels must be >= 2 distinct names, got {labels!r}")
+    state = safetensors.torch.load_file(str(folder / MODEL_WEIGHTS))
+    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    head = ssl_models.LinearClassifier(embedding_dim, len(labels), batch_norm=batch_norm)
+    try:
+        head.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{folder / MODEL_WEIGHTS}: the {prefix!r} weights do not fit a linear head "
+            f"{embedding_dim} -> {len(labels)} classes (batch_norm={batch_norm}): {e}"
+        ) from e
+    head.eval()
+    norm = head.norm if isinstance(head.norm, torch.nn.BatchNorm1d) else None
+    if norm is not None:
+        norm.eps = eps  # classifier.json's value; BatchNorm1d's default is 1e-5
+    weight, bias = fold_batch_norm(
+        head.linear.weight.detach(),
+        head.linear.bias.detach(),
+        None if norm is None else norm.running_mean,
+        None if norm is None else norm.running_var,
+        eps,
+    )
+    return ClassifierHead(tuple(labels), head, weight, bias, meta)
 
 
 def _load_encoder(folder: Path, config: dict[str, Any]) -> torch.nn.Module:

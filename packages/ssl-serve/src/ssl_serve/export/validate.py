@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssl_serve.bundle import ImagePreprocessing, TextPreprocessing
+from ssl_serve.bundle import PROBABILITIES_OUTPUT, ImagePreprocessing, TextPreprocessing
 from ssl_serve.errors import ExportValidationError
 from ssl_serve.export.onnx_graph import INPUT_NAME, OUTPUT_NAME
 from ssl_serve.preprocess import normalize_pixels
@@ -117,6 +117,76 @@ def validate_export(
         )
         raise ExportValidationError(
             f"{onnx_path} failed validation: {'; '.join(failures)}{hint}", figures
+        )
+    return figures
+
+
+def validate_probabilities(
+    onnx_path: Path,
+    encoder: nn.Module,
+    head: nn.Module,
+    pixel_values: np.ndarray,
+    *,
+    batch_sizes: Sequence[int],
+    tolerance: float = 1e-4,
+) -> dict[str, Any]:
+    """Check a classifier bundle's ``probabilities`` output against the PyTorch classifier.
+
+    The reference is ``softmax(head(encoder(x)))`` with the checkpoint's own head module (its
+    batch norm unfolded), so the check also covers folding the batch norm into the graph's
+    linear layer. onnxruntime runs on ``pixel_values`` in chunks of each batch size.
+
+    Args:
+        onnx_path: The exported ``model.onnx`` (outputs ``embedding`` and ``probabilities``).
+        encoder: The encoder, eval mode: ``(N, C, H, W) float32`` -> ``(N, D)`` features.
+        head: The classifier head, eval mode: ``(N, D)`` features -> ``(N, K)`` logits.
+        pixel_values: ``(N, C, H, W) float32`` preprocessed real example inputs.
+        batch_sizes: Chunk sizes for onnxruntime.
+        tolerance: Largest accepted max abs difference and row-sum error.
+
+    Returns:
+        ``max_abs_diff`` (probabilities, onnxruntime vs PyTorch), ``max_sum_error``
+        (largest |row sum - 1| of onnxruntime's), ``top1_agreement`` (fraction of inputs with
+        the same most probable class), ``num_classes``.
+
+    Raises:
+        ExportValidationError: ``max_abs_diff`` or ``max_sum_error`` is above ``tolerance``, or
+            a top-1 class differs where PyTorch's top two are more than ``tolerance`` apart.
+    """
+    with torch.inference_mode():
+        x = torch.from_numpy(pixel_values)
+        reference = torch.softmax(head.eval()(encoder.eval()(x)), dim=1).numpy()
+    embedder = OnnxEmbedder(onnx_path, input_name=INPUT_NAME, output_name=PROBABILITIES_OUTPUT)
+    max_diff, max_sum_error, agree = 0.0, 0.0, 1.0
+    ref_top = reference.argmax(axis=1)
+    sorted_ref = np.sort(reference, axis=1)
+    clear = sorted_ref[:, -1] - sorted_ref[:, -2] > tolerance
+    for size in batch_sizes:
+        embedder.max_batch_size = size
+        probs = embedder.embed(pixel_values).astype(np.float64)
+        max_diff = max(max_diff, float(np.abs(probs - reference).max()))
+        max_sum_error = max(max_sum_error, float(np.abs(probs.sum(axis=1) - 1.0).max()))
+        same = probs.argmax(axis=1) == ref_top
+        agree = min(agree, float(same.mean()))
+        if not same[clear].all():
+            raise ExportValidationError(
+                f"{onnx_path}: the top-1 class differs from PyTorch's on "
+                f"{int((~same[clear]).sum())} inputs at batch size {size}"
+            )
+    figures: dict[str, Any] = {
+        "max_abs_diff": max_diff,
+        "max_sum_error": max_sum_error,
+        "top1_agreement": agree,
+        "num_classes": int(reference.shape[1]),
+    }
+    failures = [
+        f"probabilities {k} = {figures[k]:.3g} > tolerance {tolerance:g}"
+        for k in ("max_abs_diff", "max_sum_error")
+        if not figures[k] <= tolerance
+    ]
+    if failures:
+        raise ExportValidationError(
+            f"{onnx_path} failed validation: {'; '.join(failures)}", figures
         )
     return figures
 

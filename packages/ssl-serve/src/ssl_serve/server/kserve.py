@@ -58,10 +58,12 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     Inputs are matched to the model's graph inputs by name, in any order; every graph input
     must be sent once. Image models take ``pixel_values`` FP32 ``[B, C, H, W]``; text models take
     ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the model has it), INT64 (or
-    INT32, cast to int64) ``[B, L]`` with ``1 <= L <= max_length``, padded by the client. The one
-    output is ``embedding`` FP32 ``[B, D]``. The output comes back in ``raw_output_contents`` when
-    the request sent ``raw_input_contents`` (what tritonclient does) and in typed ``contents``
-    when it sent typed contents; a requested output's ``binary_data`` bool parameter overrides.
+    INT32, cast to int64) ``[B, L]`` with ``1 <= L <= max_length``, padded by the client. The
+    outputs are ``embedding`` FP32 ``[B, D]`` and, for a classifier bundle, ``probabilities``
+    FP32 ``[B, K]``; all are returned unless the request names some (one model pass either
+    way). Outputs come back in ``raw_output_contents`` when the request sent
+    ``raw_input_contents`` (what tritonclient does) and in typed ``contents`` when it sent typed
+    contents; a requested output's ``binary_data`` bool parameter overrides.
 
     Args:
         registry: The models served.
@@ -144,30 +146,32 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         if not request.model_name:
             raise InvalidInputError("model_name is empty; ModelMetadata describes a model")
         model = self.registry.get(request.model_name, request.model_version)
-        output = model.bundle.output
-        for requested in request.outputs:
-            if requested.name != output.name:
+        available = [o.name for o in model.bundle.outputs]
+        wanted = list(dict.fromkeys(r.name for r in request.outputs)) or available
+        for name in wanted:
+            if name not in available:
                 raise InvalidInputError(
-                    f"requested output {requested.name!r} is not an output of model "
-                    f"{model.entry.name!r}; outputs: [{output.name!r}]"
+                    f"requested output {name!r} is not an output of model "
+                    f"{model.entry.name!r}; outputs: {available}"
                 )
-        result = self._run(model, self._decode_inputs(model, request))
+        arrays, result = self._run(model, self._decode_inputs(model, request), wanted)
         raw = len(request.raw_input_contents) > 0
         for requested in request.outputs:
             if BINARY_DATA in requested.parameters:
                 raw = requested.parameters[BINARY_DATA].bool_param
-        embeddings = np.ascontiguousarray(result.embeddings, dtype="<f4")
-        tensor = pb.ModelInferResponse.InferOutputTensor(
-            name=output.name, datatype="FP32", shape=list(embeddings.shape)
-        )
         response = pb.ModelInferResponse(
             model_name=model.entry.name, model_version=model.entry.version, id=request.id
         )
-        if raw:
-            response.raw_output_contents.append(embeddings.tobytes())
-        else:
-            tensor.contents.fp32_contents.extend(embeddings.ravel().tolist())
-        response.outputs.append(tensor)
+        for name in wanted:
+            values = np.ascontiguousarray(arrays[name], dtype="<f4")
+            tensor = pb.ModelInferResponse.InferOutputTensor(
+                name=name, datatype="FP32", shape=list(values.shape)
+            )
+            if raw:
+                response.raw_output_contents.append(values.tobytes())
+            else:
+                tensor.contents.fp32_contents.extend(values.ravel().tolist())
+            response.outputs.append(tensor)
         for key, seconds in (
             ("queue_ms", result.queue_s),
             ("inference_ms", result.inference_s),
@@ -223,13 +227,17 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
         return tensors
 
-    def _run(self, model: LoadedModel, tensors: dict[str, np.ndarray]) -> InferenceResult:
+    def _run(
+        self, model: LoadedModel, tensors: dict[str, np.ndarray], outputs: list[str]
+    ) -> tuple[dict[str, np.ndarray], InferenceResult]:
+        """The requested outputs by name (one model pass) and the timing."""
         prep = model.bundle.preprocessing
         if not isinstance(prep, TextPreprocessing):
-            return model.run(tensors[model.bundle.input.name])
+            return model.run_outputs(tensors[model.bundle.input.name], outputs)
         ids, mask = tensors["input_ids"], tensors["attention_mask"]
         _check_text(model, ids, mask, prep)
-        return model.run_padded(ids, mask, tensors.get("token_type_ids"))
+        result = model.run_padded(ids, mask, tensors.get("token_type_ids"))
+        return {model.bundle.output.name: result.embeddings}, result
 
 
 def _decode_tensor(

@@ -65,14 +65,17 @@ class LoadedModel:
         """Whether the model is loaded and warmed."""
         return self.embedder is not None or self.text_embedder is not None
 
-    def run(self, batch: np.ndarray) -> InferenceResult:
+    def run(self, batch: np.ndarray, output_name: str | None = None) -> InferenceResult:
         """Embed a preprocessed batch.
 
         Args:
             batch: ``(N, C, H, W) float32``.
+            output_name: Graph output to return instead of the embedding, e.g. a classifier
+                bundle's ``"probabilities"`` (``(N, K) float32``).
 
         Returns:
-            The embeddings and the queue/inference time.
+            The embeddings (or the named output, in ``embeddings``) and the queue/inference
+            time.
 
         Raises:
             ModelNotReadyError: The model is still loading.
@@ -86,8 +89,36 @@ class LoadedModel:
         t0 = time.perf_counter()
         with self._lock:
             t1 = time.perf_counter()
-            embeddings = embedder.embed(batch)
+            embeddings = embedder.embed(batch, output_name)
         return InferenceResult(embeddings, t1 - t0, time.perf_counter() - t1)
+
+    def run_outputs(
+        self, batch: np.ndarray, output_names: list[str]
+    ) -> tuple[dict[str, np.ndarray], InferenceResult]:
+        """Several graph outputs of one pass over a preprocessed image batch (KServe v2).
+
+        Args:
+            batch: ``(N, C, H, W) float32``.
+            output_names: Graph outputs wanted, e.g. ``["embedding", "probabilities"]``.
+
+        Returns:
+            The arrays by name, and the first one's result with the queue/inference time.
+
+        Raises:
+            ModelNotReadyError: The model is still loading.
+            InvalidInputError: The batch does not fit the model's input.
+        """
+        embedder = self.embedder
+        if embedder is None:
+            raise ModelNotReadyError(
+                f"model {self.entry.name!r} version {self.entry.version!r} is still loading"
+            )
+        t0 = time.perf_counter()
+        with self._lock:
+            t1 = time.perf_counter()
+            arrays = embedder.run_outputs(batch, output_names)
+        result = InferenceResult(arrays[0], t1 - t0, time.perf_counter() - t1)
+        return dict(zip(output_names, arrays, strict=True)), result
 
     def run_tokens(
         self, sequences: list[np.ndarray], type_ids: list[np.ndarray] | None = None

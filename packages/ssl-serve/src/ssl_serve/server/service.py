@@ -12,10 +12,11 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from ssl_serve.bundle import TextPreprocessing
+from ssl_serve.bundle import PROBABILITIES_OUTPUT, TextPreprocessing
 from ssl_serve.errors import (
     InvalidInputError,
     ModelNotReadyError,
+    NotAClassifierError,
     RequestTooLargeError,
     SslServeError,
     UnsupportedModalityError,
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 # The modality each `Input.kind` carries; "tensor" inputs bypass preprocessing and fit any model.
 _INPUT_MODALITY = {"text": "text", "image": "image", "audio": "audio", "raw_audio": "audio"}
 _Response = TypeVar("_Response")
+# Labels a Classify response lists per input when the request leaves top_k at 0.
+DEFAULT_TOP_K = 5
 
 
 def grpc_errors(
@@ -123,6 +126,72 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         )
 
     @grpc_errors
+    def Classify(
+        self, request: embedding_pb2.ClassifyRequest, context: grpc.ServicerContext
+    ) -> embedding_pb2.ClassifyResponse:
+        """Class probabilities and top-k labels of every input, with a classifier model.
+
+        Inputs are checked and preprocessed as for Embed; the model's ``probabilities`` output
+        (softmax inside the graph) is returned whole, as packed float32, and its ``top_k``
+        largest entries per input as labels (ties: lower class index first).
+
+        Raises:
+            InvalidInputError: No model name, a negative ``top_k``, or a bad input.
+            NotAClassifierError: The model's bundle has no labels (FAILED_PRECONDITION).
+        """
+        t0 = time.perf_counter()
+        request_id = request.request_id or uuid.uuid4().hex
+        if not request.model_name:
+            raise InvalidInputError("model_name is empty; ListModels names the models served")
+        if request.top_k < 0:
+            raise InvalidInputError(
+                f"top_k must be >= 0 (0 means {DEFAULT_TOP_K}), got {request.top_k}"
+            )
+        model = self.registry.get(request.model_name, request.model_version)
+        labels = model.bundle.labels
+        if labels is None or isinstance(model.bundle.preprocessing, TextPreprocessing):
+            raise NotAClassifierError(
+                f"model {model.entry.name!r} version {model.entry.version!r} is an embedding "
+                "model without class labels; Classify needs a classifier bundle (ssl-serve "
+                "export of an ssl-train finetune checkpoint); use Embed for this model"
+            )
+        kinds = self._check_inputs(model, request)
+        batch = self._preprocess(model, request, kinds)
+        t1 = time.perf_counter()
+        result = model.run(batch, PROBABILITIES_OUTPUT)
+        probabilities = result.embeddings
+        k = min(request.top_k or DEFAULT_TOP_K, len(labels))
+        # A stable sort on -p keeps the lower index first among equal probabilities.
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        classifications = [
+            embedding_pb2.Classification(
+                top=[
+                    embedding_pb2.LabelProbability(
+                        label=labels[j], index=int(j), probability=float(row[j])
+                    )
+                    for j in top
+                ]
+            )
+            for row, top in zip(probabilities, order, strict=True)
+        ]
+        return embedding_pb2.ClassifyResponse(
+            model_name=model.entry.name,
+            model_version=model.entry.version,
+            labels=list(labels),
+            shape=list(probabilities.shape),
+            probabilities=probabilities.astype("<f4", copy=False).tobytes(),
+            classifications=classifications,
+            request_id=request_id,
+            usage=embedding_pb2.Usage(inputs=len(probabilities)),
+            timing=embedding_pb2.Timing(
+                queue_ms=1000 * result.queue_s,
+                preprocess_ms=1000 * (t1 - t0),
+                inference_ms=1000 * result.inference_s,
+                total_ms=1000 * (time.perf_counter() - t0),
+            ),
+        )
+
+    @grpc_errors
     def ListModels(
         self, request: embedding_pb2.ListModelsRequest, context: grpc.ServicerContext
     ) -> embedding_pb2.ListModelsResponse:
@@ -138,7 +207,11 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         """One model version ("" = highest); NOT_FOUND when there is none."""
         return _metadata(self.registry.get(request.model_name, request.model_version))
 
-    def _check_inputs(self, model: LoadedModel, request: embedding_pb2.EmbedRequest) -> list[str]:
+    def _check_inputs(
+        self,
+        model: LoadedModel,
+        request: embedding_pb2.EmbedRequest | embedding_pb2.ClassifyRequest,
+    ) -> list[str]:
         """Each input's kind, after checking the count and that every modality fits the model."""
         n = len(request.inputs)
         if n == 0:
@@ -211,7 +284,10 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         return TokenizedTexts(ids, type_ids, truncated)
 
     def _preprocess(
-        self, model: LoadedModel, request: embedding_pb2.EmbedRequest, kinds: list[str]
+        self,
+        model: LoadedModel,
+        request: embedding_pb2.EmbedRequest | embedding_pb2.ClassifyRequest,
+        kinds: list[str],
     ) -> np.ndarray:
         """The image model's ``(N, C, H, W) float32`` batch from image or tensor inputs."""
         n = len(kinds)
@@ -240,4 +316,5 @@ def _metadata(model: LoadedModel) -> embedding_pb2.ModelMetadata:
         embedding_dim=model.bundle.embedding_dim,
         ready=model.ready,
         bundle_json=model.bundle_json,
+        labels=list(model.bundle.labels or ()),
     )

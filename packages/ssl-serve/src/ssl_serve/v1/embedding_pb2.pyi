@@ -90,6 +90,58 @@ class EmbedResponse(_message.Message):
     truncated: _containers.RepeatedScalarFieldContainer[bool]
     def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., embeddings: _Optional[bytes] = ..., request_id: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., truncated: _Optional[_Iterable[bool]] = ...) -> None: ...
 
+class ClassifyRequest(_message.Message):
+    __slots__ = ("model_name", "model_version", "inputs", "request_id", "top_k")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: str
+    inputs: _containers.RepeatedCompositeFieldContainer[Input]
+    request_id: str
+    top_k: int
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[Input, _Mapping]]] = ..., request_id: _Optional[str] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class LabelProbability(_message.Message):
+    __slots__ = ("label", "index", "probability")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    index: int
+    probability: float
+    def __init__(self, label: _Optional[str] = ..., index: _Optional[int] = ..., probability: _Optional[float] = ...) -> None: ...
+
+class Classification(_message.Message):
+    __slots__ = ("top",)
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    top: _containers.RepeatedCompositeFieldContainer[LabelProbability]
+    def __init__(self, top: _Optional[_Iterable[_Union[LabelProbability, _Mapping]]] = ...) -> None: ...
+
+class ClassifyResponse(_message.Message):
+    __slots__ = ("model_name", "model_version", "labels", "shape", "probabilities", "classifications", "request_id", "usage", "timing")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    TIMING_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    probabilities: bytes
+    classifications: _containers.RepeatedCompositeFieldContainer[Classification]
+    request_id: str
+    usage: Usage
+    timing: Timing
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., shape: _Optional[_Iterable[int]] = ..., probabilities: _Optional[bytes] = ..., classifications: _Optional[_Iterable[_Union[Classification, _Mapping]]] = ..., request_id: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
+
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -109,17 +161,19 @@ class GetModelRequest(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class ModelMetadata(_message.Message):
-    __slots__ = ("name", "version", "modality", "embedding_dim", "ready", "bundle_json")
+    __slots__ = ("name", "version", "modality", "embedding_dim", "ready", "bundle_json", "labels")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_JSON_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     modality: str
     embedding_dim: int
     ready: bool
     bundle_json: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., modality: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., ready: _Optional[bool] = ..., bundle_json: _Optional[str] = ...) -> None: ...
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., modality: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., ready: _Optional[bool] = ..., bundle_json: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -40,6 +40,11 @@ class EmbeddingServiceStub:
                 request_serializer=ssl__serve_dot_v1_dot_embedding__pb2.EmbedRequest.SerializeToString,
                 response_deserializer=ssl__serve_dot_v1_dot_embedding__pb2.EmbedResponse.FromString,
                 _registered_method=True)
+        self.Classify = channel.unary_unary(
+                '/ssl_serve.v1.EmbeddingService/Classify',
+                request_serializer=ssl__serve_dot_v1_dot_embedding__pb2.ClassifyRequest.SerializeToString,
+                response_deserializer=ssl__serve_dot_v1_dot_embedding__pb2.ClassifyResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/ssl_serve.v1.EmbeddingService/ListModels',
                 request_serializer=ssl__serve_dot_v1_dot_embedding__pb2.ListModelsRequest.SerializeToString,
@@ -58,6 +63,15 @@ class EmbeddingServiceServicer:
 
     def Embed(self, request, context):
         """Embeds a batch of inputs with one model. All inputs must match the model's modality.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Classify(self, request, context):
+        """Classifies a batch of inputs with a classifier model (a bundle with labels, exported from a
+        fine-tuned classifier checkpoint): class probabilities and the top-k labels per input.
+        FAILED_PRECONDITION for a model without labels (an embedding-only bundle).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,6 +98,11 @@ def add_EmbeddingServiceServicer_to_server(servicer, server):
                     servicer.Embed,
                     request_deserializer=ssl__serve_dot_v1_dot_embedding__pb2.EmbedRequest.FromString,
                     response_serializer=ssl__serve_dot_v1_dot_embedding__pb2.EmbedResponse.SerializeToString,
+            ),
+            'Classify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Classify,
+                    request_deserializer=ssl__serve_dot_v1_dot_embedding__pb2.ClassifyRequest.FromString,
+                    response_serializer=ssl__serve_dot_v1_dot_embedding__pb2.ClassifyResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -124,6 +143,33 @@ class EmbeddingService:
             '/ssl_serve.v1.EmbeddingService/Embed',
             ssl__serve_dot_v1_dot_embedding__pb2.EmbedRequest.SerializeToString,
             ssl__serve_dot_v1_dot_embedding__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Classify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ssl_serve.v1.EmbeddingService/Classify',
+            ssl__serve_dot_v1_dot_embedding__pb2.ClassifyRequest.SerializeToString,
+            ssl__serve_dot_v1_dot_embedding__pb2.ClassifyResponse.FromString,
             options,
             channel_credentials,
             insecure,
