@@ -59,4 +59,4 @@ def luma(colour: torch.Tensor) -> torch.Tensor:
     if colour.shape[1] == 1:
         return colour
     r, g, b = colour[:, 0:1], colour[:, 1:2], colour[:, 2:3]
-    return 0.299 * r + 0.587 * g + 0.114 * b
+    return (r * 0.299).add_(g, alpha=0.587).add_(b, alpha=0.114)  # one temporary, not four

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ssl_data.transforms.channels import luma, merge_alpha, split_alpha
-from ssl_data.transforms.compose import apply_where, check_probability, check_uniforms
+from ssl_data.transforms.compose import check_probability, check_uniforms
 from ssl_data.transforms.normalize import as_float_images
 
 
@@ -54,4 +54,13 @@ class RandomGrayscale:
         """Maybe gray ``(B, C, H, W)`` images; returns float32 in [0, 1]."""
         x = as_float_images(images)
         check_uniforms(u, x.shape[0], 1, "RandomGrayscale")
-        return apply_where(x, u[:, 0] < self.p, lambda s, rows: grayscale(s))
+        mask = u[:, 0] < self.p
+        colour, alpha = split_alpha(x)
+        if colour.shape[1] == 1 or not mask.any():
+            return x
+        if mask.all():
+            return grayscale(x)
+        # One pass over the batch, exact for both kinds of rows: luma * 1 + x * 0 = luma where
+        # chosen, luma * 0 + x * 1 = x elsewhere (cheaper than a broadcast where or a scatter).
+        m = torch.from_numpy(mask.astype(np.float32)).to(x.device, x.dtype).view(-1, 1, 1, 1)
+        return merge_alpha(torch.addcmul(luma(colour).mul_(m), colour, 1.0 - m), alpha)

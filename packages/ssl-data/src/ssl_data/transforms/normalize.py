@@ -56,7 +56,7 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
         raise ValueError(f"need {c} means and {c} positive stds, got mean={mean}, std={std}")
     m = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, c, 1, 1)
     s = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, c, 1, 1)
-    return (images - m) / s
+    return (images - m).div_(s)
 
 
 @dataclass(frozen=True)

@@ -104,17 +104,32 @@ def resized_crop_flip(
             f"images (B, C, H, W), boxes (B, 4), flip (B,) expected; got {tuple(images.shape)}, "
             f"{boxes.shape}, {flip.shape}"
         )
-    _, _, height, width = images.shape
-    top, left, h, w = boxes.T
-    theta = np.zeros((len(boxes), 2, 3), dtype=np.float32)
-    # affine_grid maps output coords in [-1, 1] to input coords in [-1, 1] (align_corners=False).
-    theta[:, 0, 0] = (w / width) * np.where(flip, -1.0, 1.0)
-    theta[:, 0, 2] = (2 * left + w) / width - 1
-    theta[:, 1, 1] = h / height
-    theta[:, 1, 2] = (2 * top + h) / height - 1
-    theta_t = torch.from_numpy(theta).to(device=images.device, dtype=images.dtype)
-    grid = F.affine_grid(theta_t, [images.shape[0], images.shape[1], *size], align_corners=False)
+    b, _, height, width = images.shape
+    top, left, h, w = np.asarray(boxes, dtype=np.float64).T
+    # affine_grid's map for a box is separable (x depends on the column only, y on the row only),
+    # so it is computed per column and per row in float64 and broadcast: no (B, H*W, 3) x
+    # (B, 3, 2) product, and the sampling points are exact to float32.
+    gx = _axis_grid(left, w, width, size[1], np.where(flip, -1.0, 1.0))
+    gy = _axis_grid(top, h, height, size[0], np.ones(b))
+    grid = torch.empty((b, *size, 2), dtype=images.dtype, device=images.device)
+    grid[..., 0] = gx.to(device=images.device, dtype=images.dtype).view(b, 1, size[1])
+    grid[..., 1] = gy.to(device=images.device, dtype=images.dtype).view(b, size[0], 1)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _axis_grid(
+    start: np.ndarray, length: np.ndarray, extent: int, n_out: int, sign: np.ndarray
+) -> torch.Tensor:
+    """``(B, n_out) float64`` sampling positions along one axis, in ``grid_sample``'s [-1, 1].
+
+    Output pixel ``j`` (centre ``(2 j + 1) / n_out - 1`` with ``align_corners=False``) maps to
+    the point at the same relative place in ``[start, start + length]`` (mirrored where
+    ``sign`` is -1), in units of the input ``extent``.
+    """
+    centres = (2 * np.arange(n_out) + 1) / n_out - 1
+    scale = (length / extent) * sign
+    offset = (2 * start + length) / extent - 1
+    return torch.from_numpy(scale[:, None] * centres[None, :] + offset[:, None])
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ class TwoViewAugmentation:
         Raises:
             ValueError: Shapes disagree, or ``mean``/``std`` do not match the channel count.
         """
-        x, idx = prepare_images(images, indices)
+        x, idx = prepare_images(images, indices, as_float=False)
         return self.pipeline(view)(x, idx, epoch, self.seed, view)
 
     def __call__(
