@@ -30,7 +30,7 @@ def test_recipe_trains_and_exports(name, tmp_path):
     tree = yaml.safe_load(shipped_recipes()[name].read_text())
     tree["budget"].pop("epochs", None)  # two steps instead
     overrides = [f"data.root={bundled_sample_root()}", "data.limit=96", "budget.batch_size=32",
-                 "budget.steps=2", "logging.progress_bar=false"]  # fmt: skip
+                 "budget.steps=2", "logging.progress_bar=false", "logging.plots=false"]  # fmt: skip
     recipe = recipe_from_dict(tree, overrides)
     result = Trainer(recipe, tmp_path / "run").fit()
     assert result.steps == 2 and math.isfinite(result.final_loss)

@@ -18,7 +18,7 @@ TINY = {
     "schedule": {"warmup_steps": 2},
     "budget": {"batch_size": 64, "steps": 6},
     "checkpoint": {"every_steps": 3, "keep_last": 2},
-    "logging": {"progress_bar": False, "every_steps": 1},
+    "logging": {"progress_bar": False, "every_steps": 1, "plots": False},
 }
 
 

@@ -23,7 +23,9 @@ def test_unknown_key_is_named(tiny_tree):
 
 
 def test_bad_literal_lists_allowed_values(tiny_tree):
-    with pytest.raises(RecipeError, match=r"optimizer\.name: .*'sgd' or 'adamw'.*got 'lamb'"):
+    with pytest.raises(
+        RecipeError, match=r"optimizer\.name: .*'sgd', 'adamw' or 'lars'.*got 'lamb'"
+    ):
         recipe_from_dict({**tiny_tree, "optimizer": {"name": "lamb"}})
 
 

@@ -1,4 +1,4 @@
-"""The ``ssl-train`` command line: pretrain and evaluate."""
+"""The ``ssl-train`` command line: pretrain, finetune, evaluate, recipes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 from ssl_data import SslDataError
 from ssl_models import SslModelsError
 from ssl_train.errors import SslTrainError
+from ssl_train.evaluation.linear_probe import WEIGHT_DECAYS
 from ssl_train.recipes import shipped_recipes
 
 
@@ -69,30 +70,33 @@ def _pretrain(args: argparse.Namespace) -> int:
                     "checkpoint": str(result.checkpoint),
                     "stopped_early": result.stopped_early,
                     "skipped_steps": result.skipped_steps,
+                    "evaluation": result.evaluation,
                 }
             )
         )
     return 0
 
 
+def _load_embeddings(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    keys = ("train_embeddings", "train_labels", "test_embeddings", "test_labels")
+    try:
+        with np.load(path) as f:
+            train_x, train_y, test_x, test_y = (f[k] for k in keys)
+    except (OSError, KeyError, ValueError) as err:
+        raise SslTrainError(f"{path}: need an .npz with {', '.join(keys)} ({err})") from None
+    return train_x, train_y, test_x, test_y
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from ssl_train.evaluation import knn_top1
+    import torch
 
+    from ssl_train.evaluation import knn_accuracy, linear_probe
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.embeddings:
-        try:
-            with np.load(args.embeddings) as f:
-                train_x, train_y, test_x, test_y = (
-                    f[k]
-                    for k in ("train_embeddings", "train_labels", "test_embeddings", "test_labels")
-                )
-        except (OSError, KeyError, ValueError) as err:
-            raise SslTrainError(
-                f"{args.embeddings}: need an .npz with train_embeddings, train_labels, test_embeddings, "
-                f"test_labels ({err})"
-            ) from None
+        train_x, train_y, test_x, test_y = _load_embeddings(args.embeddings)
     else:
-        import torch
-
         from ssl_train.checkpoint import load_checkpoint, resolve_checkpoint
         from ssl_train.data import load_images
         from ssl_train.evaluation import embed_images
@@ -105,22 +109,67 @@ def _evaluate(args: argparse.Namespace) -> int:
         load_checkpoint(folder, model, None, recipe.sha256())
         train_images, train_y = load_images(recipe, "train")
         test_images, test_y = load_images(recipe, "test")
-        torch.set_num_threads(recipe.threads or torch.get_num_threads())
+        if not args.threads:
+            torch.set_num_threads(recipe.threads or torch.get_num_threads())
         train_x = embed_images(model, recipe, train_images)
         test_x = embed_images(model, recipe, test_images)
-    result = {
+    result: dict[str, object] = {
         "memory_bank": len(train_y),
         "queries": len(test_y),
         "temperature": args.temperature,
     }
-    for k in args.k:
-        result[f"knn_top1_k{k}"] = knn_top1(
-            train_x, train_y, test_x, test_y, k=k, temperature=args.temperature
-        )
+    try:
+        for k in args.k:
+            top1, top5 = knn_accuracy(
+                train_x, train_y, test_x, test_y, k=k, temperature=args.temperature
+            )
+            result[f"knn_top1_k{k}"], result[f"knn_top5_k{k}"] = top1, top5
+        if args.linear_probe:
+            probe = linear_probe(
+                train_x, train_y, test_x, test_y, weight_decays=args.weight_decays, seed=args.seed
+            )
+            result.update(
+                linear_probe_top1=probe.top1,
+                linear_probe_top5=probe.top5,
+                linear_probe_weight_decay=probe.weight_decay,
+                linear_probe_val_top1={f"{wd:g}": acc for wd, acc in probe.val_top1.items()},
+                linear_probe_seed=args.seed,
+                linear_probe_seconds=round(probe.seconds, 2),
+            )
+    except ValueError as err:
+        source = args.embeddings or args.checkpoint
+        raise SslTrainError(f"cannot evaluate {source}: {err}") from None
     text = json.dumps(result, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n")
     print(text)
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from ssl_train.finetune import Finetuner, default_output, load_finetune_recipe
+
+    overrides = [*args.set, *([f"mode={args.mode}"] if args.mode else [])]
+    recipe = load_finetune_recipe(args.recipe, overrides)
+    output = Path(args.output) if args.output else default_output(args.checkpoint, recipe.mode)
+    result = Finetuner(args.checkpoint, recipe, output, overwrite=args.overwrite).fit()
+    print(
+        json.dumps(
+            {
+                "run": str(output),
+                "mode": recipe.mode,
+                "best_epoch": result.best_epoch,
+                "epochs": result.epochs,
+                "val_top1": round(result.val_top1, 4),
+                "val_top5": round(result.val_top5, 4),
+                "test_top1": round(result.test_top1, 4),
+                "test_top5": round(result.test_top5, 4),
+                "checkpoint": str(result.checkpoint),
+                "stopped_early": result.stopped_early,
+                "seconds": round(result.seconds, 1),
+            }
+        )
+    )
     return 0
 
 
@@ -135,6 +184,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -154,7 +210,8 @@ def _recipes(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssl-train",
-        description="Pretrain self-supervised encoders from YAML recipes and evaluate them.",
+        description="Pretrain self-supervised encoders from YAML recipes, fine-tune and "
+        "evaluate them.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
@@ -202,9 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser(
         "evaluate",
-        help="kNN top-1 of an encoder or of precomputed embeddings",
-        description="kNN top-1 (cosine, temperature-weighted votes) with the labelled train "
-        "split as memory bank and the test split as queries.",
+        help="kNN top-1/top-5 and linear probe of an encoder or of precomputed embeddings",
+        description="kNN top-1/top-5 (cosine, temperature-weighted votes) with the labelled train "
+        "split as memory bank and the test split as queries; with --linear-probe also a "
+        "logistic-regression probe on standardised embeddings (L-BFGS, weight decay chosen on "
+        "10% of the train split, refitted on all of it; deterministic for a --seed).",
     )
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument(
@@ -225,8 +284,57 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--temperature", type=_positive_float, default=0.1, help="vote temperature (default: 0.1)"
     )
+    e.add_argument("--linear-probe", action="store_true", help="also fit and score a linear probe")
+    e.add_argument(
+        "--weight-decays",
+        type=_non_negative_float,
+        nargs="+",
+        default=list(WEIGHT_DECAYS),
+        metavar="WD",
+        help=f"linear-probe sweep (default: {' '.join(f'{w:g}' for w in WEIGHT_DECAYS)})",
+    )
+    e.add_argument(
+        "--seed", type=int, default=0, help="linear probe: fixes the held-out split (default: 0)"
+    )
+    e.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's)")
     e.add_argument("--output", help="also write the result as JSON here")
     e.set_defaults(func=_evaluate)
+
+    f = sub.add_parser(
+        "finetune",
+        help="train a classifier head on a pretrained encoder (linear probe or full fine-tune)",
+        description="Train a linear classifier on a pretrained encoder with the labels of the "
+        "encoder recipe's dataset: --mode linear freezes the encoder, --mode full trains it too "
+        "(optionally with layer_decay for ViTs). A seeded part of the train split is held out; "
+        "training stops when its top-1 has not improved for early_stopping.patience epochs, and "
+        "the best epoch is saved (safetensors + classifier.json with the label names, beside "
+        "the encoder's recipe). Prints validation and test top-1/top-5.",
+    )
+    f.add_argument("checkpoint", help="pretraining run folder or checkpoint folder")
+    f.add_argument(
+        "--recipe",
+        help="fine-tuning recipe YAML (keys: name, mode, seed, threads, device, data, "
+        "batch_norm, optimizer, layer_decay, schedule, budget, early_stopping, progress_bar); "
+        "default: built-in defaults",
+    )
+    f.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fine-tuning recipe value, e.g. --set budget.epochs=20 "
+        "--set optimizer.name=lars (repeatable)",
+    )
+    f.add_argument(
+        "--mode",
+        choices=["linear", "full"],
+        help="linear: frozen encoder; full: train the encoder too (shortcut for --set mode=...)",
+    )
+    f.add_argument("--output", help="run folder (default: <pretraining run>/finetune-<mode>)")
+    f.add_argument(
+        "--overwrite", action="store_true", help="replace a previous fine-tuning run in --output"
+    )
+    f.set_defaults(func=_finetune)
     return parser
 
 

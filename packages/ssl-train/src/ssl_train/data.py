@@ -115,3 +115,23 @@ def example_inputs(recipe: Recipe, images: torch.Tensor) -> dict[str, torch.Tens
     raw = images[:EXAMPLE_INPUTS]
     hwc = raw.unsqueeze(-1) if raw.ndim == 3 else raw.permute(0, 2, 3, 1)
     return {"pixel_values": preprocess(recipe, raw), "images": hwc.contiguous()}
+
+
+def labelled_splits(
+    recipe: Recipe,
+) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray]:
+    """The labelled data of online evaluation: a memory bank and held-out queries.
+
+    The bank is the first ``evaluation.bank_size`` images of the train split, the queries the
+    first ``evaluation.heldout_size`` of the test split (``data.limit`` applies first, as in
+    ``ssl-train evaluate``). Fashion-MNIST's files are already shuffled, so a prefix is a fair
+    sample of every class.
+
+    Returns:
+        ``(bank (N, H, W) uint8, bank_labels (N,) int64, heldout (M, H, W) uint8,
+        heldout_labels (M,) int64)``.
+    """
+    bank, bank_labels = load_images(recipe, "train")
+    heldout, heldout_labels = load_images(recipe, "test")
+    n, m = recipe.evaluation.bank_size, recipe.evaluation.heldout_size
+    return bank[:n], bank_labels[:n], heldout[:m], heldout_labels[:m]

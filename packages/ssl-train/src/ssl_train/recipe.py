@@ -50,13 +50,17 @@ class DataConfig(_Section):
 
 
 class OptimizerConfig(_Section):
-    """Optimiser; 1-D parameters (biases, norm weights) get no weight decay."""
+    """Optimiser (``ssl_train.optim``); biases, norm weights, weight-norm gains and ViT tokens
+    get no weight decay (nor LARS adaptation)."""
 
-    name: Literal["sgd", "adamw"] = "adamw"
+    name: Literal["sgd", "adamw", "lars"] = "adamw"
     lr: float = Field(1e-3, gt=0, description="Peak learning rate for the global batch")
     weight_decay: float = Field(1e-6, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD and LARS only")
     betas: tuple[float, float] = (0.9, 0.999)
+    trust_coefficient: float = Field(
+        0.001, gt=0, description="LARS only: eta in the trust ratio eta*|w|/|g + wd*w|"
+    )
 
 
 class ScheduleConfig(_Section):
@@ -111,16 +115,68 @@ class CheckpointConfig(_Section):
     keep_last: int = Field(2, ge=1)
 
 
+class EarlyStoppingConfig(_Section):
+    """Stop when the monitored metric has not improved for ``patience`` online evaluations."""
+
+    monitor: Literal["knn_top1", "collapse_std", "loss"] = Field(
+        "knn_top1",
+        description="knn_top1 and collapse_std must rise; loss (mean since the last evaluation) "
+        "must fall",
+    )
+    patience: int | None = Field(None, ge=1, description="Evaluations; null: never stop early")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as improvement")
+
+
 class EvaluationConfig(_Section):
-    """kNN monitor: cosine similarity, temperature-weighted votes (Wu et al., arXiv:1805.01978)."""
+    """kNN monitor: cosine similarity, temperature-weighted votes (Wu et al., arXiv:1805.01978).
+
+    Online: every ``every_epochs`` epochs (and at the end), kNN top-1 of held-out labelled
+    images (the test split) against a labelled memory bank (the train split), and the collapse
+    monitor (std of normalised held-out embeddings, arXiv:2011.10566).
+    """
 
     knn_k: int = Field(200, ge=1)
     knn_temperature: float = Field(0.1, gt=0)
+    every_epochs: int | None = Field(1, ge=1, description="Online evaluation period; null: off")
+    bank_size: int | None = Field(
+        10000, ge=1, description="First N labelled train images as memory bank; null: all"
+    )
+    heldout_size: int | None = Field(
+        2000, ge=1, description="First N test images as queries; null: all"
+    )
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+
+    @model_validator(mode="after")
+    def _stopping_needs_evaluation(self) -> EvaluationConfig:
+        if self.early_stopping.patience is not None and self.every_epochs is None:
+            raise ValueError(
+                "early_stopping.patience is set but every_epochs is null: early stopping "
+                "decides at online evaluations; set every_epochs"
+            )
+        return self
+
+
+class MlflowConfig(_Section):
+    """MLflow tracking (needs ``pip install 'ssl-train[mlflow]'``)."""
+
+    enabled: bool = False
+    tracking_uri: str | None = Field(None, description="Default: a file store in <run>/mlruns")
+    experiment: str | None = Field(None, description="Default: the recipe name")
+    run_name: str | None = Field(None, description="Default: the run folder's name")
 
 
 class LoggingConfig(_Section):
+    """Where metrics go: metrics.jsonl always; progress bar, TensorBoard, MLflow, plots."""
+
     progress_bar: bool = True
     every_steps: int = Field(10, ge=1, description="Steps between lines of metrics.jsonl")
+    tensorboard: bool = Field(True, description="Event files in <run>/tensorboard")
+    mlflow: MlflowConfig = MlflowConfig()
+    plots: bool = Field(True, description="PNG curves of loss, LR and kNN top-1 in <run>/plots")
+    embedding_map: bool = Field(
+        True, description="t-SNE map of held-out embeddings coloured by label, at the end"
+    )
+    embedding_map_samples: int = Field(1000, ge=10, description="Held-out images in the map")
 
 
 class Recipe(_Section):
@@ -150,8 +206,14 @@ class Recipe(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
     def sha256(self) -> str:
-        """Hash of the resolved recipe (provenance)."""
-        return hashlib.sha256(self.to_yaml().encode()).hexdigest()
+        """Hash of the resolved recipe (provenance), independent of key order.
+
+        Free-form sections (``encoder``, ``method``, ``views``) keep their keys in the order
+        given, which differs between ``--set method={...}`` and the same recipe read back from
+        its saved YAML; sorting keys makes both hash alike, so such a run resumes.
+        """
+        canonical = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -180,9 +242,10 @@ def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys of the recipe section at ``loc`` (empty when it is not a fixed section)."""
-    model: Any = Recipe
+def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> list[str]:
+    """The keys of the section at ``loc`` of ``root`` (default :class:`Recipe`; empty when it
+    is not a fixed section)."""
+    model: Any = root or Recipe
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = field.annotation if field is not None else None
@@ -192,13 +255,13 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def _format_error(err: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
     lines = [f"invalid recipe {source}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            allowed = _allowed_keys(e["loc"][:-1])
+            allowed = _allowed_keys(e["loc"][:-1], root)
             msg = f"unknown key; allowed: {', '.join(allowed)}" if allowed else "unknown key"
         elif e["type"] == "literal_error":
             msg = f"{msg}, got {e.get('input')!r}"

@@ -1,7 +1,7 @@
-"""The pretraining loop: views -> method loss -> optimiser, with checkpoints, logs and a progress bar.
+"""The pretraining loop: views -> method loss -> optimiser, with checkpoints, logs and evaluation.
 
 Runs in one process or under ``torchrun`` (DDP): the recipe's batch size is global, each rank
-takes its slice of every global batch, and rank 0 logs and writes checkpoints.
+takes its slice of every global batch, and rank 0 logs, evaluates and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
 import shutil
-import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -24,20 +23,44 @@ from tqdm import tqdm
 
 import ssl_models
 from ssl_models.layers import convert_to_distributed_batchnorm
-from ssl_train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
-from ssl_train.data import build_views, epoch_order, example_inputs, load_images
-from ssl_train.distributed import DistContext, all_reduce_mean, init_distributed
-from ssl_train.errors import SslTrainError
-from ssl_train.optim import build_optimizer
+from ssl_train.checkpoint import (
+    TrainerState,
+    load_checkpoint,
+    remove_stale_temporaries,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from ssl_train.data import ViewGenerator, build_views, epoch_order, example_inputs, load_images
+from ssl_train.distributed import DistContext, init_distributed
+from ssl_train.early_stopping import EarlyStopping
+from ssl_train.errors import CheckpointError, SslTrainError
+from ssl_train.logging import METRICS_FILE, JsonlSink, MetricLogger, MlflowSink, TensorBoardSink
+from ssl_train.logging.mlflow_sink import import_mlflow
+from ssl_train.online_eval import Evaluation, OnlineEvaluator
+from ssl_train.optim import build_optimizer, set_learning_rate
 from ssl_train.recipe import Recipe
-from ssl_train.schedule import warmup_cosine
-
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from ssl_train.rng_state import RngState
+from ssl_train.run_report import write_plots
+from ssl_train.schedule import WarmupCosine
+from ssl_train.step import broadcast_flag, forward_backward, reduce_step
+from ssl_train.stop_signals import StopSignals
 
 
 @dataclass
 class TrainResult:
-    """What a finished (or stopped) run reports."""
+    """What a finished (or stopped) run reports.
+
+    Attributes:
+        steps: Optimiser steps done (over all resumed segments).
+        final_loss: Loss of the last step (NaN if it was skipped).
+        images_per_s: Global images per second of this segment, from its second step on.
+        seconds: Wall time of this segment (set-up excluded).
+        checkpoint: The last checkpoint folder.
+        stopped_early: Why the run stopped before its budget (a signal, ``max_minutes``,
+            early stopping, ``stop_at_step``), or None.
+        skipped_steps: Steps skipped for a non-finite loss.
+        evaluation: The last online evaluation's values (``knn_top1``, ``collapse_std``, ...).
+    """
 
     steps: int
     final_loss: float
@@ -46,6 +69,7 @@ class TrainResult:
     checkpoint: Path
     stopped_early: str | None
     skipped_steps: int = 0
+    evaluation: dict[str, float] | None = None
 
 
 def build_model(recipe: Recipe) -> ssl_models.SSLMethod:
@@ -66,12 +90,53 @@ def _rank_batch(recipe: Recipe, world_size: int) -> int:
     return batch // parts
 
 
+@dataclass
+class _Run:
+    """What :meth:`Trainer.fit` builds once."""
+
+    ctx: DistContext
+    recipe_yaml: str
+    images: torch.Tensor
+    per_epoch: int
+    total: int
+    micro: int
+    schedule: WarmupCosine
+    views: ViewGenerator
+    model: ssl_models.SSLMethod
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    stopper: EarlyStopping
+    examples: dict[str, torch.Tensor]
+    every_epochs: int | None = None  # online evaluation period (recipe.evaluation)
+    runner: torch.nn.Module | None = None  # the model as trained: DDP-wrapped, compiled
+
+    @property
+    def eval_period(self) -> int:
+        """Steps between online evaluations (0: off)."""
+        return (self.every_epochs or 0) * self.per_epoch
+
+
+@dataclass
+class _Counters:
+    """What changes step by step and goes into every checkpoint."""
+
+    step: int = 0
+    skipped: int = 0
+    loss_sum: float = 0.0  # finite losses since the last online evaluation
+    loss_count: int = 0
+    elapsed_before: float = 0.0  # training seconds of earlier segments
+    loggers: dict[str, Any] = field(default_factory=dict)
+
+
 class Trainer:
     """Runs one recipe into a run folder.
 
-    The run folder gets ``recipe.yaml`` (resolved), ``metrics.jsonl`` (one JSON object per logged
-    step), ``checkpoints/`` (docs/contracts.md) and ``train_summary.json``. SIGINT/SIGTERM stop
-    the run after the current step with a checkpoint.
+    The run folder gets ``recipe.yaml`` (resolved), ``metrics.jsonl`` (one JSON object per
+    logged step: loss, lr, images/s, and the online evaluation's kNN top-1 and collapse
+    monitor), ``tensorboard/`` event files, ``mlruns/`` when MLflow is on with its default
+    store, ``checkpoints/`` (docs/contracts.md), ``plots/`` and ``train_summary.json``.
+    SIGINT/SIGTERM stop the run after the current step with a checkpoint (a second signal
+    interrupts at once).
 
     Args:
         recipe: A validated recipe.
@@ -81,10 +146,12 @@ class Trainer:
             folder that already holds a run is an error, so no run is mixed with another.
 
     Raises:
-        CheckpointError: ``resume`` is set and no matching checkpoint exists.
+        CheckpointError: ``resume`` is set and no matching checkpoint exists, or it is corrupt
+            or from another recipe or dataset.
         SslTrainError: ``output`` holds something and neither ``resume`` nor ``overwrite``.
         SslTrainError: The batch does not split over ranks/micro-batches, the dataset is smaller
-            than one batch, or a loss is not finite under ``trainer.nonfinite: stop``.
+            than one batch, a loss is not finite under ``trainer.nonfinite: stop``, or MLflow
+            is enabled but not installed.
     """
 
     def __init__(
@@ -94,15 +161,65 @@ class Trainer:
         self.output = Path(output)
         self.resume = resume
         self.overwrite = overwrite
-        self._stop_signal: str | None = None
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self._stop_signal = signal.Signals(signum).name
+    def fit(self, stop_at_step: int | None = None) -> TrainResult:
+        """Train to the budget (or to ``stop_at_step``); returns throughput and the last checkpoint.
 
-    def fit(self) -> TrainResult:
-        """Train to the budget; returns throughput and the last checkpoint."""
+        Args:
+            stop_at_step: Stop with a checkpoint once this many optimiser steps are done, as a
+                signal would; schedules still span the whole budget, so a later ``resume``
+                continues the same run exactly.
+        """
+        r = self.recipe
+        run = self._build()
+        counters, rng = self._load(run) if self.resume else (_Counters(), None)
+        run.runner = run.model
+        if run.ctx.world_size > 1:
+            cuda = run.ctx.device.type == "cuda"
+            run.runner = DistributedDataParallel(
+                run.model, device_ids=[run.ctx.device.index] if cuda else None
+            )
+        if r.trainer.compile:
+            run.runner = torch.compile(run.runner)  # type: ignore[assignment]
+        main = run.ctx.is_main
+        resume_step = counters.step if self.resume else None
+        logger = MetricLogger(self._sinks(counters.loggers, resume_step, run) if main else [])
+        want_map = r.logging.plots and r.logging.embedding_map
+        evaluator = (
+            OnlineEvaluator(r, run.ctx.device) if main and (run.eval_period or want_map) else None
+        )
+        try:
+            out = self._loop(run, counters, logger, evaluator, stop_at_step, rng)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                logger.close("FAILED")
+            raise
+        if main:
+            logger.flush()
+            if r.logging.plots and out.paused is None:  # a paused run plots when it ends
+                final_eval = out.last_eval if out.last_eval_step == counters.step else None
+                write_plots(
+                    self.output, r, run.model, evaluator, run.ctx.device, final_eval, logger
+                )
+            logger.close("KILLED" if out.paused and out.paused.startswith("SIG") else "FINISHED")
+        evaluation = out.last_eval.metrics() if out.last_eval is not None else None
+        result = TrainResult(counters.step, out.loss, out.images_per_s, out.seconds,
+                             out.checkpoint, out.stopped, counters.skipped, evaluation)  # fmt: skip
+        if main:
+            summary = {"steps": counters.step, "final_loss": out.loss if math.isfinite(out.loss) else None,
+                       "images_per_s": out.images_per_s, "seconds": out.seconds,
+                       "checkpoint": str(out.checkpoint), "stopped_early": out.stopped,
+                       "skipped_steps": counters.skipped, "world_size": run.ctx.world_size,
+                       "evaluation": evaluation, "early_stopping": run.stopper.state_dict()}  # fmt: skip
+            (self.output / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        return result
+
+    def _build(self) -> _Run:
+        """Process group, run folder, data, model, optimiser, scaler and schedules."""
         r = self.recipe
         ctx = init_distributed(r.trainer.device, r.distributed.backend)
+        if r.logging.mlflow.enabled and ctx.is_main:
+            import_mlflow()  # a missing optional dependency fails before any work
         if r.threads:
             torch.set_num_threads(r.threads)
         micro = _rank_batch(r, ctx.world_size)
@@ -110,7 +227,6 @@ class Trainer:
         if ctx.is_main:
             self._prepare_output()
             (self.output / "recipe.yaml").write_text(recipe_yaml)
-
         images, _ = load_images(r)
         n, batch = images.shape[0], r.budget.batch_size
         if n < batch:
@@ -119,6 +235,8 @@ class Trainer:
         epochs = r.budget.epochs or 0.0  # the recipe sets exactly one of steps and epochs
         total = r.budget.steps if r.budget.steps is not None else math.ceil(epochs * per_epoch)
         views = build_views(r)
+        random.seed(r.seed)
+        np.random.seed(r.seed % 2**32)
         model = build_model(r)
         examples = example_inputs(r, images)
         model.to(ctx.device)
@@ -132,138 +250,228 @@ class Trainer:
                 else convert_to_distributed_batchnorm
             )
             model = sync_bn(model)  # type: ignore[assignment]
-        optimizer = build_optimizer(model, r.optimizer)
-        scaler = torch.amp.GradScaler(ctx.device.type, enabled=r.trainer.precision == "fp16")
+        es = r.evaluation.early_stopping
+        return _Run(
+            ctx, recipe_yaml, images, per_epoch, total, micro,
+            WarmupCosine(total, r.optimizer.lr, r.schedule.warmup_steps, r.schedule.final_lr_ratio),
+            views, model, build_optimizer(model, r.optimizer),
+            torch.amp.GradScaler(ctx.device.type, enabled=r.trainer.precision == "fp16"),
+            EarlyStopping(es.monitor, es.patience, es.min_delta), examples,
+            every_epochs=r.evaluation.every_epochs,
+        )  # fmt: skip
 
-        step, skipped = 0, 0
-        if self.resume:
-            state = load_checkpoint(self.output, model, optimizer, r.sha256(), recipe_yaml)
-            step, skipped = state.step, state.skipped_steps
-            if state.scaler:
-                scaler.load_state_dict(state.scaler)
-        runner: torch.nn.Module = model
-        if ctx.world_size > 1:
-            runner = DistributedDataParallel(
-                runner, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+    def _load(self, run: _Run) -> tuple[_Counters, RngState | None]:
+        """Restore the latest checkpoint into ``run``; returns the counters and RNG state."""
+        r = self.recipe
+        if run.ctx.is_main:
+            remove_stale_temporaries(self.output)
+        run.ctx.barrier()
+        folder = resolve_checkpoint(self.output)
+        state = load_checkpoint(folder, run.model, run.optimizer, r.sha256(), run.recipe_yaml)
+        n = run.images.shape[0]
+        if state.dataset_size is not None and state.dataset_size != n:
+            raise CheckpointError(
+                f"{folder}: written for a dataset of {state.dataset_size} images, this run has "
+                f"{n} (data.root={r.data.root!r}); the data position would not match"
             )
-        if r.trainer.compile:
-            runner = torch.compile(runner)  # type: ignore[assignment]
+        diff = run.schedule.mismatch(state.schedule) if state.schedule else None
+        if diff:
+            raise CheckpointError(f"{folder}: learning-rate schedule differs ({diff})")
+        if state.scaler:
+            run.scaler.load_state_dict(state.scaler)
+        run.stopper.load_state_dict(state.monitor.get("early_stopping", {}))
+        counters = _Counters(
+            state.step, state.skipped_steps, float(state.monitor.get("loss_sum", 0.0)),
+            int(state.monitor.get("loss_count", 0)), state.elapsed_s, dict(state.loggers),
+        )  # fmt: skip
+        return counters, state.rng
 
-        def checkpoint(at: int) -> Path:
-            epoch, b = divmod(at, per_epoch)
-            st = TrainerState(
-                at,
-                epoch,
-                b,
-                r.sha256(),
-                skipped,
-                scaler.state_dict() if scaler.is_enabled() else {},
-            )
-            path = self.output / "checkpoints" / f"step-{at:08d}"
-            if ctx.is_main:
-                path = save_checkpoint(
-                    self.output, model=model, optimizer=optimizer, state=st, recipe_yaml=recipe_yaml,
-                    example_inputs=examples, keep_last=r.checkpoint.keep_last,
-                )  # fmt: skip
-            ctx.barrier()
-            return path
+    def _checkpoint(self, run: _Run, c: _Counters, logger: MetricLogger, elapsed: float) -> Path:
+        """Save the state after ``c.step`` steps (rank 0 writes, every rank waits)."""
+        epoch, b = divmod(c.step, run.per_epoch)
+        monitor = {"early_stopping": run.stopper.state_dict(), "loss_sum": c.loss_sum,
+                   "loss_count": c.loss_count}  # fmt: skip
+        state = TrainerState(
+            c.step, epoch, b, self.recipe.sha256(), c.skipped,
+            run.scaler.state_dict() if run.scaler.is_enabled() else {},
+            world_size=run.ctx.world_size, dataset_size=run.images.shape[0],
+            schedule=run.schedule.state_dict(), monitor=monitor,
+            elapsed_s=c.elapsed_before + elapsed, loggers=c.loggers, rng=RngState.capture(),
+        )  # fmt: skip
+        path = self.output / "checkpoints" / f"step-{c.step:08d}"
+        if run.ctx.is_main:
+            logger.flush()
+            path = save_checkpoint(
+                self.output, model=run.model, optimizer=run.optimizer, state=state,
+                recipe_yaml=run.recipe_yaml, example_inputs=run.examples,
+                keep_last=self.recipe.checkpoint.keep_last,
+            )  # fmt: skip
+        run.ctx.barrier()
+        return path
 
-        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        metrics = (self.output / "metrics.jsonl").open("a") if ctx.is_main else None
-        bar = tqdm(total=total, initial=step, desc=f"pretrain {r.name}", unit="step",
-                   disable=not (r.logging.progress_bar and ctx.is_main), dynamic_ncols=True)  # fmt: skip
+    def _loop(
+        self,
+        run: _Run,
+        c: _Counters,
+        logger: MetricLogger,
+        evaluator: OnlineEvaluator | None,
+        stop_at_step: int | None,
+        rng: RngState | None,
+    ) -> _LoopOutcome:
+        """The training steps, from ``c.step`` to the budget or a stop; ends with a checkpoint."""
+        r, ctx, batch = self.recipe, run.ctx, self.recipe.budget.batch_size
+        n = run.images.shape[0]
+        out = _LoopOutcome()
         start = time.perf_counter()
-        timed_from, timed_steps = None, 0
-        loss_value = float("nan")
-        stopped: str | None = None
-        model.train()
+        timed_from: float | None = None
+        timed_steps = 0
+        last_saved = -1
         order_epoch, order = -1, np.empty(0, dtype=np.int64)
-        try:
-            while step < total:
-                if self._stop_signal:
-                    stopped = self._stop_signal
+        per_rank = run.micro * r.trainer.accumulate_steps
+        bar = tqdm(total=run.total, initial=c.step, desc=f"pretrain {r.name}", unit="step",
+                   disable=not (r.logging.progress_bar and ctx.is_main), dynamic_ncols=True)  # fmt: skip
+        run.model.train()
+        if rng is not None:
+            rng.restore()  # last, so nothing built above draws from the restored generators
+        with StopSignals() as signals, bar:
+            while c.step < run.total:
+                if stop_at_step is not None and c.step >= stop_at_step:
+                    out.stopped = out.paused = f"stop_at_step={stop_at_step}"
                     break
-                if (
-                    r.budget.max_minutes is not None
-                    and time.perf_counter() - start > 60 * r.budget.max_minutes
-                ):
-                    stopped = f"max_minutes={r.budget.max_minutes}"
-                    break
-                epoch, b = divmod(step, per_epoch)
+                epoch, b = divmod(c.step, run.per_epoch)
                 if epoch != order_epoch:
                     order, order_epoch = epoch_order(r.seed, epoch, n), epoch
-                global_idx = order[b * batch : (b + 1) * batch]
-                rank_idx = global_idx[ctx.rank * micro * r.trainer.accumulate_steps :][
-                    : micro * r.trainer.accumulate_steps
-                ]
-                lr = warmup_cosine(
-                    step, total, r.optimizer.lr, r.schedule.warmup_steps, r.schedule.final_lr_ratio
+                rank_idx = order[b * batch : (b + 1) * batch][ctx.rank * per_rank :][:per_rank]
+                lr = run.schedule(c.step)
+                over_time, stop_requested = self._optimizer_step(
+                    run, c, rank_idx, epoch, lr, signals, start, out
                 )
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                loss = self._accumulate(runner, views, images, rank_idx, micro, epoch, ctx, scaler)
-                loss = all_reduce_mean(loss, ctx.world_size)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    if r.trainer.nonfinite == "stop":
-                        raise SslTrainError(
-                            f"loss is {loss_value} at step {step}; lower optimizer.lr (now "
-                            f"{r.optimizer.lr}), add schedule.warmup_steps or set "
-                            "trainer.nonfinite=skip; the last checkpoint is in "
-                            f"{self.output / 'checkpoints'}"
-                        )
-                    skipped += 1
-                    optimizer.zero_grad(set_to_none=True)
-                    if scaler.is_enabled():
-                        scaler.update(scaler.get_scale() / 2)
-                else:
-                    if r.trainer.clip_grad_norm is not None:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), r.trainer.clip_grad_norm)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                step += 1
-                model.after_optimizer_step(step, total)
                 if timed_from is None:  # the first step pays one-off costs; time from the second
                     timed_from = time.perf_counter()
                 else:
                     timed_steps += 1
-                ips = (
-                    batch * timed_steps / max(1e-9, time.perf_counter() - timed_from)
-                    if timed_steps
-                    else 0.0
+                    elapsed = max(1e-9, time.perf_counter() - timed_from)
+                    out.images_per_s = batch * timed_steps / elapsed
+                eval_due = bool(run.eval_period) and (
+                    c.step % run.eval_period == 0 or c.step == run.total
                 )
+                row: dict[str, Any] = {}
+                if ctx.is_main and (
+                    eval_due or c.step % r.logging.every_steps == 0 or c.step == run.total
+                ):
+                    row = {"epoch": epoch, "loss": out.loss, "lr": lr, "images_per_s": out.images_per_s,
+                           "elapsed_s": c.elapsed_before + time.perf_counter() - start,
+                           "skipped_steps": c.skipped}  # fmt: skip
+                stop_early = eval_due and self._evaluate(run, c, evaluator, row, out)
+                if row:
+                    logger.log(c.step, row)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.0f}")
-                if metrics and (step % r.logging.every_steps == 0 or step == total):
-                    row: dict[str, Any] = {"step": step, "epoch": epoch, "loss": loss_value, "lr": lr,
-                                           "images_per_s": ips, "elapsed_s": time.perf_counter() - start,
-                                           "skipped_steps": skipped}  # fmt: skip
-                    metrics.write(json.dumps(row) + "\n")
-                    metrics.flush()
-                if step % r.checkpoint.every_steps == 0 and step < total:
-                    checkpoint(step)
-        finally:
-            bar.close()
-            if metrics:
-                metrics.close()
-            for s, h in handlers.items():
-                signal.signal(s, h)
-        last_ckpt = checkpoint(step)
-        seconds = time.perf_counter() - start
-        ips = (
-            batch * timed_steps / max(1e-9, time.perf_counter() - timed_from)
-            if timed_steps and timed_from
-            else 0.0
+                bar.set_postfix(loss=f"{out.loss:.4f}", lr=f"{lr:.2e}", img_s=f"{out.images_per_s:.0f}",
+                                refresh=False)  # fmt: skip
+                if stop_early:
+                    out.stopped = run.stopper.reason()
+                    break
+                if stop_requested:
+                    max_min = f"max_minutes={r.budget.max_minutes}"
+                    out.stopped = signals.received or (
+                        max_min if over_time else "stop on another rank"
+                    )
+                    out.paused = None if over_time else out.stopped
+                    break
+                if c.step % r.checkpoint.every_steps == 0 and c.step < run.total:
+                    out.checkpoint = self._checkpoint(run, c, logger, time.perf_counter() - start)
+                    last_saved = c.step
+            if last_saved != c.step:
+                out.checkpoint = self._checkpoint(run, c, logger, time.perf_counter() - start)
+        out.seconds = time.perf_counter() - start
+        return out
+
+    def _optimizer_step(
+        self,
+        run: _Run,
+        c: _Counters,
+        rank_idx: np.ndarray,
+        epoch: int,
+        lr: float,
+        signals: StopSignals,
+        start: float,
+        out: _LoopOutcome,
+    ) -> tuple[bool, bool]:
+        """One optimiser step (or a skipped one); returns (over max_minutes, stop requested)."""
+        r, opt, scaler = self.recipe, run.optimizer, run.scaler
+        set_learning_rate(opt, lr)
+        skip_policy = r.trainer.nonfinite == "skip"
+        buffers = dict(run.model.named_buffers()) if skip_policy else {}
+        saved = {k: v.detach().clone() for k, v in buffers.items()}
+        assert run.runner is not None
+        loss = forward_backward(r, run.runner, run.views, run.images, rank_idx, run.micro, epoch,
+                                run.ctx, scaler)  # fmt: skip
+        budget = r.budget.max_minutes
+        over_time = budget is not None and time.perf_counter() - start > 60 * budget
+        out.loss, stop_requested = reduce_step(
+            loss, signals.received is not None or over_time, run.ctx
         )
-        result = TrainResult(step, loss_value, ips, seconds, last_ckpt, stopped, skipped)
-        if ctx.is_main:
-            summary = {"steps": step, "final_loss": loss_value if math.isfinite(loss_value) else None, "images_per_s": ips,
-                       "seconds": seconds, "checkpoint": str(last_ckpt), "stopped_early": stopped,
-                       "skipped_steps": skipped, "world_size": ctx.world_size}  # fmt: skip
-            (self.output / "train_summary.json").write_text(json.dumps(summary, indent=2))
-        return result
+        if not math.isfinite(out.loss):
+            if not skip_policy:
+                raise SslTrainError(
+                    f"loss is {out.loss} at step {c.step}; lower optimizer.lr (now "
+                    f"{r.optimizer.lr}), add schedule.warmup_steps or set "
+                    f"trainer.nonfinite=skip; the last checkpoint is in {self.output / 'checkpoints'}"
+                )
+            c.skipped += 1
+            opt.zero_grad(set_to_none=True)
+            with torch.no_grad():  # undo what the bad forward did to BN statistics and queues
+                for k, v in buffers.items():
+                    v.copy_(saved[k])
+            if scaler.is_enabled():
+                scaler.update(scaler.get_scale() / 2)
+        else:
+            if r.trainer.clip_grad_norm is not None:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(run.model.parameters(), r.trainer.clip_grad_norm)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            c.loss_sum, c.loss_count = c.loss_sum + out.loss, c.loss_count + 1
+        c.step += 1
+        run.model.after_optimizer_step(c.step, run.total)
+        return over_time, stop_requested
+
+    def _evaluate(
+        self,
+        run: _Run,
+        c: _Counters,
+        evaluator: OnlineEvaluator | None,
+        row: dict[str, Any],
+        out: _LoopOutcome,
+    ) -> bool:
+        """Online evaluation on rank 0 into ``row``; True (on every rank) to stop early."""
+        stop = False
+        if evaluator is not None:
+            ev = evaluator.evaluate(run.model)
+            out.last_eval, out.last_eval_step = ev, c.step
+            row.update(ev.metrics())
+            values = {"knn_top1": ev.knn_top1, "collapse_std": ev.collapse_std,
+                      "loss": c.loss_sum / max(1, c.loss_count)}  # fmt: skip
+            stop = run.stopper.update(values[run.stopper.monitor], c.step)
+        c.loss_sum, c.loss_count = 0.0, 0
+        return broadcast_flag(stop, run.ctx)
+
+    def _sinks(self, loggers: dict[str, Any], resume_step: int | None, run: _Run) -> list[Any]:
+        """The configured sinks; MLflow's run id goes into ``loggers`` (saved in checkpoints)."""
+        lg = self.recipe.logging
+        sinks: list[Any] = [JsonlSink(self.output / METRICS_FILE, resume_step)]
+        if lg.tensorboard:
+            sinks.append(TensorBoardSink(self.output / "tensorboard", resume_step, run.recipe_yaml))
+        if lg.mlflow.enabled:
+            ml = MlflowSink(
+                self.output, lg.mlflow.tracking_uri, lg.mlflow.experiment or self.recipe.name,
+                lg.mlflow.run_name or self.output.resolve().name,
+                self.recipe.model_dump(mode="json"), loggers.get("mlflow_run_id"),
+            )  # fmt: skip
+            loggers["mlflow_run_id"] = ml.run_id
+            sinks.append(ml)
+        return sinks
 
     def _prepare_output(self) -> None:
         out = self.output
@@ -278,45 +486,16 @@ class Trainer:
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
 
-    def _accumulate(
-        self,
-        runner: torch.nn.Module,
-        views: Any,
-        images: torch.Tensor,
-        rank_idx: np.ndarray,
-        micro: int,
-        epoch: int,
-        ctx: DistContext,
-        scaler: torch.amp.GradScaler,
-    ) -> torch.Tensor:
-        """Forward and backward over this rank's micro-batches; returns the mean loss."""
-        r = self.recipe
-        accum = r.trainer.accumulate_steps
-        autocast = (
-            torch.autocast(ctx.device.type, dtype=_AUTOCAST[r.trainer.precision])
-            if r.trainer.precision in _AUTOCAST
-            else contextlib.nullcontext()
-        )
-        total = torch.zeros((), device=ctx.device)
-        for a in range(accum):
-            idx = rank_idx[a * micro : (a + 1) * micro]
-            batch_views = [
-                v.to(ctx.device, non_blocking=True) for v in views(images[idx], idx, epoch)
-            ]
-            if r.trainer.channels_last:
-                batch_views = [
-                    v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
-                    for v in batch_views
-                ]
-            last = a == accum - 1
-            sync = (
-                contextlib.nullcontext()
-                if last or not isinstance(runner, DistributedDataParallel)
-                else runner.no_sync()
-            )
-            with sync:
-                with autocast:
-                    loss = runner(batch_views)
-                scaler.scale(loss / accum).backward()
-            total += loss.detach().float() / accum
-        return total
+
+@dataclass
+class _LoopOutcome:
+    """How :meth:`Trainer._loop` ended."""
+
+    loss: float = float("nan")
+    images_per_s: float = 0.0
+    seconds: float = 0.0
+    checkpoint: Path = Path()
+    stopped: str | None = None
+    paused: str | None = None  # a signal or stop_at_step: the run continues later (no plots)
+    last_eval: Evaluation | None = None
+    last_eval_step: int = -1

@@ -1,0 +1,108 @@
+"""Online evaluation during pretraining: kNN top-1 on held-out labelled images, collapse monitor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ssl_models import SSLMethod, collapse_std
+from ssl_train.data import labelled_splits, preprocess
+from ssl_train.evaluation import knn_top1
+from ssl_train.recipe import Recipe
+
+
+@dataclass
+class Evaluation:
+    """One online evaluation.
+
+    Attributes:
+        knn_top1: Accuracy in [0, 1] of the weighted kNN vote of held-out images.
+        collapse_std: Mean per-dimension std of L2-normalised held-out embeddings (healthy:
+            near ``1/sqrt(embedding_dim)``; collapsed: near 0).
+        embedding_dim: D.
+        heldout_embeddings: ``(M, D) float32`` held-out embeddings (for the embedding map).
+        heldout_labels: ``(M,) int64``.
+    """
+
+    knn_top1: float
+    collapse_std: float
+    embedding_dim: int
+    heldout_embeddings: np.ndarray
+    heldout_labels: np.ndarray
+
+    def metrics(self) -> dict[str, float]:
+        """The values logged to metrics.jsonl / TensorBoard / MLflow.
+
+        ``collapse_std_reference`` is ``1/sqrt(D)``, the value of isotropic embeddings.
+        """
+        return {
+            "knn_top1": self.knn_top1,
+            "collapse_std": self.collapse_std,
+            "collapse_std_reference": 1.0 / self.embedding_dim**0.5,
+        }
+
+
+@torch.no_grad()
+def embed(
+    model: SSLMethod,
+    recipe: Recipe,
+    images: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """The encoder's pooled features of uint8 images, in eval mode, on ``device``.
+
+    Args:
+        model: The method (unwrapped: not the DDP module).
+        recipe: For the preprocessing (size, mean, std).
+        images: ``(N, H, W)`` or ``(N, C, H, W)`` uint8.
+        device: Where the model is.
+        batch_size: Images per forward pass.
+
+    Returns:
+        ``(N, D) float32`` features on the CPU.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        out = [
+            model.embed(preprocess(recipe, images[i : i + batch_size]).to(device)).float().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+class OnlineEvaluator:
+    """kNN top-1 (memory bank: labelled train images; queries: test images) and collapse monitor.
+
+    The data are loaded once (:func:`ssl_train.data.labelled_splits`). Evaluation runs in eval
+    mode without gradients and leaves every random generator as it found it, so a run with
+    evaluation trains exactly like one without.
+
+    Args:
+        recipe: Its ``evaluation`` section sets k, the vote temperature and the split sizes.
+        device: Where the model is.
+
+    Reference: Wu et al., arXiv:1805.01978 (weighted kNN); Chen & He, arXiv:2011.10566 (collapse).
+    """
+
+    def __init__(self, recipe: Recipe, device: torch.device) -> None:
+        self.recipe = recipe
+        self.device = device
+        self.bank, self.bank_labels, self.heldout, self.heldout_labels = labelled_splits(recipe)
+
+    def evaluate(self, model: SSLMethod) -> Evaluation:
+        """Embed bank and held-out images with the current weights and score them."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            bank = embed(model, self.recipe, self.bank, self.device)
+            heldout = embed(model, self.recipe, self.heldout, self.device)
+        ev = self.recipe.evaluation
+        acc = knn_top1(bank, self.bank_labels, heldout, self.heldout_labels, k=ev.knn_k,
+                       temperature=ev.knn_temperature)  # fmt: skip
+        spread = float(collapse_std(torch.from_numpy(heldout)))
+        return Evaluation(acc, spread, int(heldout.shape[1]), heldout, self.heldout_labels)

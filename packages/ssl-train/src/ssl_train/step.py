@@ -1,0 +1,98 @@
+"""One optimiser step's forward and backward passes, across micro-batches and ranks."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from ssl_train.data import ViewGenerator
+from ssl_train.distributed import DistContext
+from ssl_train.recipe import Recipe
+
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def forward_backward(
+    recipe: Recipe,
+    runner: torch.nn.Module,
+    views: ViewGenerator,
+    images: torch.Tensor,
+    rank_idx: np.ndarray,
+    micro: int,
+    epoch: int,
+    ctx: DistContext,
+    scaler: torch.amp.GradScaler,
+) -> torch.Tensor:
+    """Forward and backward over this rank's micro-batches; gradients accumulate in ``.grad``.
+
+    Under DDP, gradients are all-reduced only on the last micro-batch (``no_sync`` before it).
+
+    Args:
+        recipe: ``trainer.accumulate_steps``, ``precision`` (autocast dtype) and
+            ``channels_last``.
+        runner: The method as trained (DDP-wrapped and/or compiled); returns the scalar loss.
+        views: The view generator ``(images, indices, epoch) -> views``.
+        images: ``(N, H, W)`` or ``(N, C, H, W)`` uint8, the whole training set in memory.
+        rank_idx: ``(accumulate_steps * micro,) int64`` this rank's sample indices.
+        micro: Images per micro-batch.
+        epoch: Epoch of the batch (augmentations are functions of seed, epoch and index).
+        ctx: Rank and device.
+        scaler: Gradient scaler (a no-op unless fp16).
+
+    Returns:
+        Scalar float32: the mean loss over the micro-batches (detached).
+    """
+    accum = recipe.trainer.accumulate_steps
+    precision = recipe.trainer.precision
+    autocast = (
+        torch.autocast(ctx.device.type, dtype=AUTOCAST[precision])
+        if precision in AUTOCAST
+        else contextlib.nullcontext()
+    )
+    total = torch.zeros((), device=ctx.device)
+    for a in range(accum):
+        idx = rank_idx[a * micro : (a + 1) * micro]
+        batch_views = [v.to(ctx.device, non_blocking=True) for v in views(images[idx], idx, epoch)]
+        if recipe.trainer.channels_last:
+            batch_views = [
+                v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
+                for v in batch_views
+            ]
+        last = a == accum - 1
+        sync = (
+            contextlib.nullcontext()
+            if last or not isinstance(runner, DistributedDataParallel)
+            else runner.no_sync()
+        )
+        with sync:
+            with autocast:
+                loss = runner(batch_views)
+            scaler.scale(loss / accum).backward()
+        total += loss.detach().float() / accum
+    return total
+
+
+def reduce_step(loss: torch.Tensor, stop: bool, ctx: DistContext) -> tuple[float, bool]:
+    """Mean loss over ranks, and whether any rank asked to stop, in one all-reduce.
+
+    Every rank then takes the same decisions (skip a non-finite step, stop after a signal that
+    reached only some ranks), so none waits forever in a collective the others left.
+    """
+    if ctx.world_size == 1:
+        return loss.item(), stop
+    packed = torch.stack([loss.detach().float(), torch.tensor(float(stop), device=loss.device)])
+    dist.all_reduce(packed)
+    return (packed[0] / ctx.world_size).item(), bool(packed[1].item() > 0)
+
+
+def broadcast_flag(flag: bool, ctx: DistContext) -> bool:
+    """Rank 0's value of ``flag`` on every rank (rank 0 alone evaluates)."""
+    if ctx.world_size == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=ctx.device)
+    dist.broadcast(t, 0)
+    return bool(t.item() > 0)
