@@ -143,13 +143,21 @@ class ServerProcess:
     address: str
     proc: subprocess.Popen[str]
     log: Path
+    metrics_url: str | None = None
 
 
-def start_server(repository: Path, log: Path, timeout_s: float = 60.0) -> ServerProcess:
-    """Start `ssl-serve serve --port 0` (torch blocked) and wait for its listening line."""
+def start_server(
+    repository: Path, log: Path, timeout_s: float = 60.0, *, metrics: bool = False
+) -> ServerProcess:
+    """Start `ssl-serve serve --port 0` (torch blocked) and wait for its listening line.
+
+    With ``metrics``, also ``--metrics-port 0``, and read the metrics URL from the next line.
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-c", NO_TORCH, "serve", "--repository", str(repository)]
     cmd += ["--port", "0", "--threads", "1", "--grace-s", "5"]
+    if metrics:
+        cmd += ["--metrics-port", "0"]
     with log.open("w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
@@ -171,7 +179,14 @@ def start_server(repository: Path, log: Path, timeout_s: float = 60.0) -> Server
     if not line.startswith("ssl-serve listening on "):
         proc.kill()
         raise AssertionError(f"unexpected first line {line!r}:\n{log.read_text()}")
-    return ServerProcess(line.split()[-1], proc, log)
+    server = ServerProcess(line.split()[-1], proc, log)
+    if metrics:
+        line = lines.get(timeout=timeout_s)
+        if not line.startswith("ssl-serve metrics on http://"):
+            proc.kill()
+            raise AssertionError(f"unexpected second line {line!r}:\n{log.read_text()}")
+        server.metrics_url = line.split()[-1]
+    return server
 
 
 def stop_server(server: ServerProcess, timeout_s: float = 30.0) -> int:

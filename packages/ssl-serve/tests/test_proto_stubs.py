@@ -27,7 +27,19 @@ def test_stubs_describe_the_proto_service() -> None:
 
     service = embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]
     assert service.full_name == "ssl_serve.v1.EmbeddingService"
-    assert [m.name for m in service.methods] == ["Embed", "Classify", "ListModels", "GetModel"]
+    assert [m.name for m in service.methods] == [
+        "Embed",
+        "EmbedStream",
+        "Classify",
+        "ListModels",
+        "GetModel",
+    ]
+    stream = service.methods_by_name["EmbedStream"]
+    assert stream.client_streaming and stream.server_streaming
+    assert not service.methods_by_name["Embed"].client_streaming
+    assert stream.input_type.name == "EmbedRequest" and stream.output_type.name == "EmbedResponse"
+    error = embedding_pb2.EmbedResponse.DESCRIPTOR.fields_by_name["error"]
+    assert (error.number, error.message_type.name) == (9, "Error")
     kinds = embedding_pb2.Input.DESCRIPTOR.oneofs_by_name["kind"].fields
     assert [f.name for f in kinds] == ["text", "image", "audio", "raw_audio", "tensor"]
 

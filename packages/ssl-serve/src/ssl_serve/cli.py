@@ -36,12 +36,17 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         grace_s=args.grace_s,
+        metrics_port=args.metrics_port,
     )
     server = EmbeddingServer(config)
     server.start()
-    run_until_signal(
-        server, on_ready=lambda: print(f"ssl-serve listening on {server.address}", flush=True)
-    )
+
+    def on_ready() -> None:
+        print(f"ssl-serve listening on {server.address}", flush=True)
+        if server.metrics_address is not None:
+            print(f"ssl-serve metrics on http://{server.metrics_address}/metrics", flush=True)
+
+    run_until_signal(server, on_ready=on_ready)
     return 0
 
 
@@ -363,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         help="seconds in-flight RPCs get to finish on shutdown (default: %(default)s)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics over HTTP on this port of --host (0 picks a free one; "
+        "prints 'ssl-serve metrics on http://HOST:PORT/metrics'); default: off",
     )
     p.set_defaults(func=_serve)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _T = TypeVar("_T")
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,47 @@ class EmbeddingClient:
         """
         response = self._call(self._stub.Embed, request)
         return _embeddings(response), response
+
+    def embed_stream(
+        self,
+        requests: Iterable[embedding_pb2.EmbedRequest],
+        *,
+        timeout_s: float | None = None,
+    ) -> Iterator[tuple[np.ndarray, embedding_pb2.EmbedResponse]]:
+        """Send EmbedRequests over one EmbedStream call; yield each answer as it arrives.
+
+        ``requests`` is consumed lazily, on a gRPC thread, while answers come back, so it may
+        be a generator that produces requests as the caller reads results. The server answers
+        in request order.
+
+        Args:
+            requests: The requests (model, inputs, optional request id each).
+            timeout_s: Deadline of the whole stream, in seconds; None (the default) sets none
+                (the client's ``timeout_s`` is per unary call and would cut long streams).
+
+        Yields:
+            Per request, in order: ``(N, D) float32`` embeddings and the full response
+            (``request_id`` echoed, or the one the server made).
+
+        Raises:
+            RemoteError: A request failed (the server answers it with an ``error``; the code is
+                the one unary Embed would return and the message starts with
+                ``request <request_id>: ``; earlier answers were already yielded and the
+                stream is cancelled), or the stream failed (deadline, server gone).
+            SslServeError: A response's shape and byte count disagree.
+        """
+        call = self._stub.EmbedStream(iter(requests), timeout=timeout_s)
+        try:
+            for response in call:
+                if response.HasField("error"):
+                    error = response.error
+                    code = _STATUS_CODES.get(error.code, grpc.StatusCode.UNKNOWN)
+                    raise RemoteError(code, f"request {response.request_id}: {error.message}")
+                yield _embeddings(response), response
+        except grpc.RpcError as e:
+            raise RemoteError(e.code(), e.details() or "") from e
+        finally:
+            call.cancel()  # no-op once the stream has ended; stops it when the caller quits
 
     def classify(self, request: embedding_pb2.ClassifyRequest) -> embedding_pb2.ClassifyResponse:
         """Send one ClassifyRequest as it is and return the response.

@@ -7,6 +7,7 @@ from ssl_serve.server.app import (
     format_address,
     run_until_signal,
 )
+from ssl_serve.server.metrics import MetricsEndpoint, ServerMetrics
 from ssl_serve.server.models import InferenceResult, LoadedModel, ModelRegistry
 from ssl_serve.server.service import EmbeddingServicer
 
@@ -16,8 +17,10 @@ __all__ = [
     "EmbeddingServicer",
     "InferenceResult",
     "LoadedModel",
+    "MetricsEndpoint",
     "ModelRegistry",
     "ServerConfig",
+    "ServerMetrics",
     "format_address",
     "run_until_signal",
 ]

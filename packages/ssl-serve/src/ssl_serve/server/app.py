@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from ssl_serve.errors import BundleError, SslServeError
 from ssl_serve.preprocess import DEFAULT_MAX_PIXELS
 from ssl_serve.repository import ModelRepository, empty_repository_hint
+from ssl_serve.server.metrics import MetricsEndpoint, ServerMetrics
 from ssl_serve.server.models import ModelRegistry
 from ssl_serve.server.service import EmbeddingServicer
 from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
@@ -49,6 +50,8 @@ class ServerConfig:
         max_inputs_per_request: Inputs per Embed call before RESOURCE_EXHAUSTED.
         max_image_pixels: Largest width x height of one image, in pixels.
         grace_s: Seconds in-flight RPCs get to finish on shutdown.
+        metrics_port: TCP port of the Prometheus metrics HTTP endpoint on ``host``; None
+            (the default) serves no metrics, 0 picks a free port.
     """
 
     repository: Path
@@ -63,6 +66,7 @@ class ServerConfig:
     max_inputs_per_request: int = 4096
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     grace_s: float = 10.0
+    metrics_port: int | None = None
 
 
 def format_address(host: str, port: int) -> str:
@@ -102,6 +106,9 @@ class EmbeddingServer:
             max_batch_size=config.max_batch_size,
             max_batch_tokens=config.max_batch_tokens,
         )
+        self.metrics = ServerMetrics(repository.names())
+        self.metrics.track_models_loaded(lambda: sum(m.ready for m in self.registry.models()))
+        self._metrics_endpoint: MetricsEndpoint | None = None
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
@@ -118,6 +125,7 @@ class EmbeddingServer:
             self.registry,
             max_inputs_per_request=config.max_inputs_per_request,
             max_image_pixels=config.max_image_pixels,
+            metrics=self.metrics,
         )
         embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(servicer, self._server)
         # Imported here, not at the top: the KServe stubs register the protobuf package
@@ -131,6 +139,7 @@ class EmbeddingServer:
                 self.registry,
                 is_ready=self._ready.is_set,
                 max_batch_size=config.max_inputs_per_request,
+                metrics=self.metrics,
             ),
             self._server,
         )
@@ -148,6 +157,7 @@ class EmbeddingServer:
         for name in self.registry.repository.names():
             self.health.set(name, _NOT_SERVING)
         self.port: int | None = None
+        self.metrics_port: int | None = None
 
     @property
     def address(self) -> str:
@@ -157,13 +167,17 @@ class EmbeddingServer:
         return format_address(self.config.host, self.port)
 
     def start(self) -> int:
-        """Bind, start answering RPCs, then load and warm every model (blocks until done).
+        """Bind, start answering RPCs (and metrics), then load and warm every model.
+
+        Blocks until every model is warm. With ``config.metrics_port`` set, the Prometheus
+        endpoint starts before the models load (``ssl_serve_models_loaded`` counts them in) and
+        :attr:`metrics_port` is its bound port.
 
         Returns:
             The bound port (the free port picked when the configured port is 0).
 
         Raises:
-            SslServeError: The address cannot be bound.
+            SslServeError: The gRPC or metrics address cannot be bound.
             BundleError: A model fails to load or warm up (the server is stopped).
         """
         address = format_address(self.config.host, self.config.port)
@@ -178,12 +192,21 @@ class EmbeddingServer:
                 f"cannot listen on {address} (address in use? not a local address?)"
             )
         self.port = port
+        if self.config.metrics_port is not None:
+            try:
+                endpoint = MetricsEndpoint(self.metrics, self.config.host, self.config.metrics_port)
+            except SslServeError:
+                self._server.stop(None)
+                raise
+            self._metrics_endpoint = endpoint
+            self.metrics_port = endpoint.port
         self._server.start()
         t0 = time.perf_counter()
         try:
             self.registry.load_all(on_model_ready=lambda name: self.health.set(name, _SERVING))
         except BaseException:
             self._server.stop(None)
+            self._stop_metrics()
             raise
         self.health.set("", _SERVING)
         self._ready.set()
@@ -206,6 +229,19 @@ class EmbeddingServer:
         self._ready.clear()
         self.health.enter_graceful_shutdown()
         self._server.stop(grace).wait()
+        self._stop_metrics()
+
+    @property
+    def metrics_address(self) -> str | None:
+        """``host:port`` of the metrics endpoint; None when metrics are off or not started."""
+        if self.metrics_port is None:
+            return None
+        return format_address(self.config.host, self.metrics_port)
+
+    def _stop_metrics(self) -> None:
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.stop()
+            self._metrics_endpoint = None
 
     def wait_for_termination(self, timeout_s: float | None = None) -> bool:
         """Block until the server stops; returns True when it did within ``timeout_s``."""

@@ -19,6 +19,7 @@ import numpy as np
 from ssl_serve import __version__
 from ssl_serve.bundle import TensorSpec, TextPreprocessing
 from ssl_serve.errors import InvalidInputError, RequestTooLargeError, SslServeError
+from ssl_serve.server.metrics import ServerMetrics
 from ssl_serve.server.models import InferenceResult, LoadedModel, ModelRegistry
 from ssl_serve.server.service import grpc_errors
 
@@ -69,6 +70,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         registry: The models served.
         is_ready: Whether the server is ready (every model warmed, not draining).
         max_batch_size: Largest B in one ModelInfer call; more is RESOURCE_EXHAUSTED.
+        metrics: Where calls, latencies and inputs are counted; None counts nothing.
     """
 
     def __init__(
@@ -77,10 +79,12 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         *,
         is_ready: Callable[[], bool],
         max_batch_size: int = 4096,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.registry = registry
         self.is_ready = is_ready
         self.max_batch_size = max_batch_size
+        self.metrics = metrics
 
     @grpc_errors
     def ServerLive(
@@ -155,6 +159,14 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
                     f"{model.entry.name!r}; outputs: {available}"
                 )
         arrays, result = self._run(model, self._decode_inputs(model, request), wanted)
+        if self.metrics is not None:
+            self.metrics.observe_inference(
+                "ModelInfer",
+                model.entry.name,
+                queue_s=result.queue_s,
+                inference_s=result.inference_s,
+                inputs=len(result.embeddings),
+            )
         raw = len(request.raw_input_contents) > 0
         for requested in request.outputs:
             if BINARY_DATA in requested.parameters:

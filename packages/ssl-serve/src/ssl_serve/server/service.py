@@ -6,7 +6,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -29,7 +29,8 @@ from ssl_serve.preprocess import (
     decode_token_ids,
     preprocess_image,
 )
-from ssl_serve.server.models import LoadedModel, ModelRegistry
+from ssl_serve.server.metrics import ServerMetrics
+from ssl_serve.server.models import InferenceResult, LoadedModel, ModelRegistry
 from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,16 @@ DEFAULT_TOP_K = 5
 def grpc_errors(
     method: Callable[[Any, Any, grpc.ServicerContext], _Response],
 ) -> Callable[[Any, Any, grpc.ServicerContext], _Response]:
-    """Turn ssl-serve errors into gRPC statuses (errors.grpc_status_code) and log the others."""
+    """Turn ssl-serve errors into gRPC statuses (errors.grpc_status_code) and log the others.
+
+    When the servicer has a ``metrics`` attribute (a :class:`ServerMetrics`), every call is
+    counted there under the method's name, the request's ``model_name`` and the status code.
+    """
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> _Response:
+        t0 = time.perf_counter()
+        code = grpc.StatusCode.OK
         try:
             return method(self, request, context)
         except SslServeError as e:
@@ -55,8 +62,14 @@ def grpc_errors(
             log.info("%s -> %s: %s", method.__name__, code.name, e)
             context.abort(code, str(e))
         except Exception as e:
+            code = grpc.StatusCode.INTERNAL
             log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+            context.abort(code, f"internal error: {type(e).__name__}: {e}")
+        finally:
+            metrics: ServerMetrics | None = getattr(self, "metrics", None)
+            if metrics is not None:
+                model = getattr(request, "model_name", "")
+                metrics.observe_request(method.__name__, model, code, time.perf_counter() - t0)
         raise AssertionError("context.abort returned")  # abort always raises
 
     return wrapper
@@ -71,6 +84,8 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             RESOURCE_EXHAUSTED (split the request).
         max_image_pixels: Largest width x height of one image, in pixels; more is
             INVALID_ARGUMENT.
+        metrics: Where requests, latencies, inputs and tokens are counted; None counts
+            nothing.
     """
 
     def __init__(
@@ -79,18 +94,65 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         *,
         max_inputs_per_request: int = 4096,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.registry = registry
         self.max_inputs_per_request = max_inputs_per_request
         self.max_image_pixels = max_image_pixels
+        self.metrics = metrics
 
     @grpc_errors
     def Embed(
         self, request: embedding_pb2.EmbedRequest, context: grpc.ServicerContext
     ) -> embedding_pb2.EmbedResponse:
         """Embed every input of the request with one model; see the proto for the fields."""
+        return self._embed(request, request.request_id or uuid.uuid4().hex, "Embed")
+
+    def EmbedStream(
+        self,
+        request_iterator: Iterable[embedding_pb2.EmbedRequest],
+        context: grpc.ServicerContext,
+    ) -> Iterator[embedding_pb2.EmbedResponse]:
+        """Answer a stream of EmbedRequests in order, one EmbedResponse each.
+
+        A request that fails is answered with a response whose ``error`` holds the status code
+        and message unary Embed would have returned (``request_id``, ``model_name`` and
+        ``model_version`` echoed, no embeddings), and the stream goes on. Each request is
+        counted in the metrics under method ``EmbedStream``.
+        """
+        for request in request_iterator:
+            t0 = time.perf_counter()
+            request_id = request.request_id or uuid.uuid4().hex
+            code = grpc.StatusCode.OK
+            try:
+                response = self._embed(request, request_id, "EmbedStream")
+            except Exception as e:
+                if isinstance(e, SslServeError):
+                    code = grpc_status_code(e)
+                    message = str(e)
+                    log.info("EmbedStream request %s -> %s: %s", request_id, code.name, e)
+                else:
+                    code = grpc.StatusCode.INTERNAL
+                    message = f"internal error: {type(e).__name__}: {e}"
+                    log.exception("EmbedStream request %s failed", request_id)
+                response = embedding_pb2.EmbedResponse(
+                    model_name=request.model_name,
+                    model_version=request.model_version,
+                    request_id=request_id,
+                    error=embedding_pb2.Error(code=code.value[0], message=message),
+                    timing=embedding_pb2.Timing(total_ms=1000 * (time.perf_counter() - t0)),
+                )
+            if self.metrics is not None:
+                self.metrics.observe_request(
+                    "EmbedStream", request.model_name, code, time.perf_counter() - t0
+                )
+            yield response
+
+    def _embed(
+        self, request: embedding_pb2.EmbedRequest, request_id: str, method: str
+    ) -> embedding_pb2.EmbedResponse:
+        """The EmbedResponse of one request (Embed and EmbedStream); raises SslServeError."""
         t0 = time.perf_counter()
-        request_id = request.request_id or uuid.uuid4().hex
         if not request.model_name:
             raise InvalidInputError("model_name is empty; ListModels names the models served")
         model = self.registry.get(request.model_name, request.model_version)
@@ -108,6 +170,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             t1 = time.perf_counter()
             result = model.run(batch)
         embeddings = result.embeddings
+        self._observe(method, model, result, tokens)
         total_s = time.perf_counter() - t0
         return embedding_pb2.EmbedResponse(
             model_name=model.entry.name,
@@ -124,6 +187,19 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                 total_ms=1000 * total_s,
             ),
         )
+
+    def _observe(
+        self, method: str, model: LoadedModel, result: InferenceResult, tokens: int = 0
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_inference(
+                method,
+                model.entry.name,
+                queue_s=result.queue_s,
+                inference_s=result.inference_s,
+                inputs=len(result.embeddings),
+                tokens=tokens,
+            )
 
     @grpc_errors
     def Classify(
@@ -159,6 +235,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         batch = self._preprocess(model, request, kinds)
         t1 = time.perf_counter()
         result = model.run(batch, PROBABILITIES_OUTPUT)
+        self._observe("Classify", model, result)
         probabilities = result.embeddings
         k = min(request.top_k or DEFAULT_TOP_K, len(labels))
         # A stable sort on -p keeps the lower index first among equal probabilities.

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cssl_serve/v1/embedding.proto\x12\x0cssl_serve.v1\"\x96\x01\n\x05Input\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0f\n\x05image\x18\x02 \x01(\x0cH\x00\x12\x0f\n\x05\x61udio\x18\x03 \x01(\x0cH\x00\x12+\n\traw_audio\x18\x04 \x01(\x0b\x32\x16.ssl_serve.v1.RawAudioH\x00\x12&\n\x06tensor\x18\x05 \x01(\x0b\x32\x14.ssl_serve.v1.TensorH\x00\x42\x06\n\x04kind\"3\n\x08RawAudio\x12\x0f\n\x07samples\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x02\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"r\n\x0c\x45mbedRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12#\n\x06inputs\x18\x03 \x03(\x0b\x32\x13.ssl_serve.v1.Input\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"Y\n\x06Timing\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x02 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"\'\n\x05Usage\x12\x0e\n\x06inputs\x18\x01 \x01(\x03\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\"\xce\x01\n\rEmbedResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x12\n\nembeddings\x18\x04 \x01(\x0c\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\"\n\x05usage\x18\x06 \x01(\x0b\x32\x13.ssl_serve.v1.Usage\x12$\n\x06timing\x18\x07 \x01(\x0b\x32\x14.ssl_serve.v1.Timing\x12\x11\n\ttruncated\x18\x08 \x03(\x08\"\x84\x01\n\x0f\x43lassifyRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12#\n\x06inputs\x18\x03 \x03(\x0b\x32\x13.ssl_serve.v1.Input\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\r\n\x05top_k\x18\x05 \x01(\x05\"E\n\x10LabelProbability\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\"=\n\x0e\x43lassification\x12+\n\x03top\x18\x01 \x03(\x0b\x32\x1e.ssl_serve.v1.LabelProbability\"\x88\x02\n\x10\x43lassifyResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\r\n\x05shape\x18\x04 \x03(\x03\x12\x15\n\rprobabilities\x18\x05 \x01(\x0c\x12\x35\n\x0f\x63lassifications\x18\x06 \x03(\x0b\x32\x1c.ssl_serve.v1.Classification\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\"\n\x05usage\x18\x08 \x01(\x0b\x32\x13.ssl_serve.v1.Usage\x12$\n\x06timing\x18\t \x01(\x0b\x32\x14.ssl_serve.v1.Timing\"\x13\n\x11ListModelsRequest\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.ssl_serve.v1.ModelMetadata\"<\n\x0fGetModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x8b\x01\n\rModelMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08modality\x18\x03 \x01(\t\x12\x15\n\rembedding_dim\x18\x04 \x01(\x03\x12\r\n\x05ready\x18\x05 \x01(\x08\x12\x13\n\x0b\x62undle_json\x18\x06 \x01(\t\x12\x0e\n\x06labels\x18\x07 \x03(\t2\xb8\x02\n\x10\x45mbeddingService\x12@\n\x05\x45mbed\x12\x1a.ssl_serve.v1.EmbedRequest\x1a\x1b.ssl_serve.v1.EmbedResponse\x12I\n\x08\x43lassify\x12\x1d.ssl_serve.v1.ClassifyRequest\x1a\x1e.ssl_serve.v1.ClassifyResponse\x12O\n\nListModels\x12\x1f.ssl_serve.v1.ListModelsRequest\x1a .ssl_serve.v1.ListModelsResponse\x12\x46\n\x08GetModel\x12\x1d.ssl_serve.v1.GetModelRequest\x1a\x1b.ssl_serve.v1.ModelMetadatab\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cssl_serve/v1/embedding.proto\x12\x0cssl_serve.v1\"\x96\x01\n\x05Input\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0f\n\x05image\x18\x02 \x01(\x0cH\x00\x12\x0f\n\x05\x61udio\x18\x03 \x01(\x0cH\x00\x12+\n\traw_audio\x18\x04 \x01(\x0b\x32\x16.ssl_serve.v1.RawAudioH\x00\x12&\n\x06tensor\x18\x05 \x01(\x0b\x32\x14.ssl_serve.v1.TensorH\x00\x42\x06\n\x04kind\"3\n\x08RawAudio\x12\x0f\n\x07samples\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x02\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"r\n\x0c\x45mbedRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12#\n\x06inputs\x18\x03 \x03(\x0b\x32\x13.ssl_serve.v1.Input\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"Y\n\x06Timing\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x02 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"\'\n\x05Usage\x12\x0e\n\x06inputs\x18\x01 \x01(\x03\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf2\x01\n\rEmbedResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x12\n\nembeddings\x18\x04 \x01(\x0c\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\"\n\x05usage\x18\x06 \x01(\x0b\x32\x13.ssl_serve.v1.Usage\x12$\n\x06timing\x18\x07 \x01(\x0b\x32\x14.ssl_serve.v1.Timing\x12\x11\n\ttruncated\x18\x08 \x03(\x08\x12\"\n\x05\x65rror\x18\t \x01(\x0b\x32\x13.ssl_serve.v1.Error\"\x84\x01\n\x0f\x43lassifyRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12#\n\x06inputs\x18\x03 \x03(\x0b\x32\x13.ssl_serve.v1.Input\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\r\n\x05top_k\x18\x05 \x01(\x05\"E\n\x10LabelProbability\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\"=\n\x0e\x43lassification\x12+\n\x03top\x18\x01 \x03(\x0b\x32\x1e.ssl_serve.v1.LabelProbability\"\x88\x02\n\x10\x43lassifyResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\r\n\x05shape\x18\x04 \x03(\x03\x12\x15\n\rprobabilities\x18\x05 \x01(\x0c\x12\x35\n\x0f\x63lassifications\x18\x06 \x03(\x0b\x32\x1c.ssl_serve.v1.Classification\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\"\n\x05usage\x18\x08 \x01(\x0b\x32\x13.ssl_serve.v1.Usage\x12$\n\x06timing\x18\t \x01(\x0b\x32\x14.ssl_serve.v1.Timing\"\x13\n\x11ListModelsRequest\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.ssl_serve.v1.ModelMetadata\"<\n\x0fGetModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x8b\x01\n\rModelMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08modality\x18\x03 \x01(\t\x12\x15\n\rembedding_dim\x18\x04 \x01(\x03\x12\r\n\x05ready\x18\x05 \x01(\x08\x12\x13\n\x0b\x62undle_json\x18\x06 \x01(\t\x12\x0e\n\x06labels\x18\x07 \x03(\t2\x84\x03\n\x10\x45mbeddingService\x12@\n\x05\x45mbed\x12\x1a.ssl_serve.v1.EmbedRequest\x1a\x1b.ssl_serve.v1.EmbedResponse\x12J\n\x0b\x45mbedStream\x12\x1a.ssl_serve.v1.EmbedRequest\x1a\x1b.ssl_serve.v1.EmbedResponse(\x01\x30\x01\x12I\n\x08\x43lassify\x12\x1d.ssl_serve.v1.ClassifyRequest\x1a\x1e.ssl_serve.v1.ClassifyResponse\x12O\n\nListModels\x12\x1f.ssl_serve.v1.ListModelsRequest\x1a .ssl_serve.v1.ListModelsResponse\x12\x46\n\x08GetModel\x12\x1d.ssl_serve.v1.GetModelRequest\x1a\x1b.ssl_serve.v1.ModelMetadatab\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,24 +43,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TIMING']._serialized_end=511
   _globals['_USAGE']._serialized_start=513
   _globals['_USAGE']._serialized_end=552
-  _globals['_EMBEDRESPONSE']._serialized_start=555
-  _globals['_EMBEDRESPONSE']._serialized_end=761
-  _globals['_CLASSIFYREQUEST']._serialized_start=764
-  _globals['_CLASSIFYREQUEST']._serialized_end=896
-  _globals['_LABELPROBABILITY']._serialized_start=898
-  _globals['_LABELPROBABILITY']._serialized_end=967
-  _globals['_CLASSIFICATION']._serialized_start=969
-  _globals['_CLASSIFICATION']._serialized_end=1030
-  _globals['_CLASSIFYRESPONSE']._serialized_start=1033
-  _globals['_CLASSIFYRESPONSE']._serialized_end=1297
-  _globals['_LISTMODELSREQUEST']._serialized_start=1299
-  _globals['_LISTMODELSREQUEST']._serialized_end=1318
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1320
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1385
-  _globals['_GETMODELREQUEST']._serialized_start=1387
-  _globals['_GETMODELREQUEST']._serialized_end=1447
-  _globals['_MODELMETADATA']._serialized_start=1450
-  _globals['_MODELMETADATA']._serialized_end=1589
-  _globals['_EMBEDDINGSERVICE']._serialized_start=1592
-  _globals['_EMBEDDINGSERVICE']._serialized_end=1904
+  _globals['_ERROR']._serialized_start=554
+  _globals['_ERROR']._serialized_end=592
+  _globals['_EMBEDRESPONSE']._serialized_start=595
+  _globals['_EMBEDRESPONSE']._serialized_end=837
+  _globals['_CLASSIFYREQUEST']._serialized_start=840
+  _globals['_CLASSIFYREQUEST']._serialized_end=972
+  _globals['_LABELPROBABILITY']._serialized_start=974
+  _globals['_LABELPROBABILITY']._serialized_end=1043
+  _globals['_CLASSIFICATION']._serialized_start=1045
+  _globals['_CLASSIFICATION']._serialized_end=1106
+  _globals['_CLASSIFYRESPONSE']._serialized_start=1109
+  _globals['_CLASSIFYRESPONSE']._serialized_end=1373
+  _globals['_LISTMODELSREQUEST']._serialized_start=1375
+  _globals['_LISTMODELSREQUEST']._serialized_end=1394
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1396
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1461
+  _globals['_GETMODELREQUEST']._serialized_start=1463
+  _globals['_GETMODELREQUEST']._serialized_end=1523
+  _globals['_MODELMETADATA']._serialized_start=1526
+  _globals['_MODELMETADATA']._serialized_end=1665
+  _globals['_EMBEDDINGSERVICE']._serialized_start=1668
+  _globals['_EMBEDDINGSERVICE']._serialized_end=2056
 # @@protoc_insertion_point(module_scope)

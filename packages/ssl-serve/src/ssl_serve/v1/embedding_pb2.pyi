@@ -70,8 +70,16 @@ class Usage(_message.Message):
     tokens: int
     def __init__(self, inputs: _Optional[int] = ..., tokens: _Optional[int] = ...) -> None: ...
 
+class Error(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class EmbedResponse(_message.Message):
-    __slots__ = ("model_name", "model_version", "shape", "embeddings", "request_id", "usage", "timing", "truncated")
+    __slots__ = ("model_name", "model_version", "shape", "embeddings", "request_id", "usage", "timing", "truncated", "error")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +88,7 @@ class EmbedResponse(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: str
     shape: _containers.RepeatedScalarFieldContainer[int]
@@ -88,7 +97,8 @@ class EmbedResponse(_message.Message):
     usage: Usage
     timing: Timing
     truncated: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., embeddings: _Optional[bytes] = ..., request_id: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., truncated: _Optional[_Iterable[bool]] = ...) -> None: ...
+    error: Error
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., embeddings: _Optional[bytes] = ..., request_id: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., truncated: _Optional[_Iterable[bool]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class ClassifyRequest(_message.Message):
     __slots__ = ("model_name", "model_version", "inputs", "request_id", "top_k")

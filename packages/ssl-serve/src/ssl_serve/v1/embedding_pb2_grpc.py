@@ -40,6 +40,11 @@ class EmbeddingServiceStub:
                 request_serializer=ssl__serve_dot_v1_dot_embedding__pb2.EmbedRequest.SerializeToString,
                 response_deserializer=ssl__serve_dot_v1_dot_embedding__pb2.EmbedResponse.FromString,
                 _registered_method=True)
+        self.EmbedStream = channel.stream_stream(
+                '/ssl_serve.v1.EmbeddingService/EmbedStream',
+                request_serializer=ssl__serve_dot_v1_dot_embedding__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=ssl__serve_dot_v1_dot_embedding__pb2.EmbedResponse.FromString,
+                _registered_method=True)
         self.Classify = channel.unary_unary(
                 '/ssl_serve.v1.EmbeddingService/Classify',
                 request_serializer=ssl__serve_dot_v1_dot_embedding__pb2.ClassifyRequest.SerializeToString,
@@ -63,6 +68,18 @@ class EmbeddingServiceServicer:
 
     def Embed(self, request, context):
         """Embeds a batch of inputs with one model. All inputs must match the model's modality.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EmbedStream(self, request_iterator, context):
+        """Embed as a bidirectional stream: every request is answered by one response, in request
+        order, with its request_id echoed (the server makes one when empty). A request that fails
+        does not end the stream: its response carries `error` (the status code and message unary
+        Embed would have returned) and no embeddings, and the next request is answered as usual.
+        The stream itself ends with a status only for stream-level failures (deadline, cancel,
+        oversize message, draining). One stream holds one server worker thread while open.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +113,11 @@ def add_EmbeddingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Embed': grpc.unary_unary_rpc_method_handler(
                     servicer.Embed,
+                    request_deserializer=ssl__serve_dot_v1_dot_embedding__pb2.EmbedRequest.FromString,
+                    response_serializer=ssl__serve_dot_v1_dot_embedding__pb2.EmbedResponse.SerializeToString,
+            ),
+            'EmbedStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.EmbedStream,
                     request_deserializer=ssl__serve_dot_v1_dot_embedding__pb2.EmbedRequest.FromString,
                     response_serializer=ssl__serve_dot_v1_dot_embedding__pb2.EmbedResponse.SerializeToString,
             ),
@@ -141,6 +163,33 @@ class EmbeddingService:
             request,
             target,
             '/ssl_serve.v1.EmbeddingService/Embed',
+            ssl__serve_dot_v1_dot_embedding__pb2.EmbedRequest.SerializeToString,
+            ssl__serve_dot_v1_dot_embedding__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmbedStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ssl_serve.v1.EmbeddingService/EmbedStream',
             ssl__serve_dot_v1_dot_embedding__pb2.EmbedRequest.SerializeToString,
             ssl__serve_dot_v1_dot_embedding__pb2.EmbedResponse.FromString,
             options,
