@@ -77,3 +77,25 @@ def test_bad_sources_and_versions(repository: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     assert [e.version for e in export_triton(copy, tmp_path / "t2")] == ["1"]
+
+
+def test_export_format_triton_writes_the_validated_bundle_as_a_triton_entry(
+    checkpoint, repository: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "triton"
+    args = ["export", str(checkpoint.run), "--name", "shirts", "--version", "2"]
+    assert main([*args, "--format", "triton", "--repository", str(out)]) == 0
+    assert f"wrote Triton entry {out / 'shirts' / '2' / 'model.onnx'}" in capsys.readouterr().out
+    root = out / "shirts"
+    assert sorted(p.name for p in root.iterdir()) == ["2", "config.pbtxt"]
+    assert sorted(p.name for p in (root / "2").iterdir()) == ["bundle.json", "model.onnx"]
+    config = _config(root / "config.pbtxt")
+    assert (config.name, config.platform) == ("shirts", "onnxruntime_onnx")
+    assert config.HasField("dynamic_batching")
+    # The same export as the plain bundle of the same checkpoint: identical graph bytes.
+    assert (root / "2" / "model.onnx").read_bytes() == (
+        repository / MODEL_NAME / "1" / "model.onnx"
+    ).read_bytes()
+    # A Triton repository is a folder of entries: --output (one bundle folder) is refused.
+    assert main([*args, "--format", "triton", "--output", str(tmp_path / "b")]) == 2
+    assert "give --repository DIR" in capsys.readouterr().err

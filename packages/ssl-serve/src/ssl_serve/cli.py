@@ -10,7 +10,9 @@ import argparse
 import json
 import logging
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,39 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.format == "bundle":
+        return _export_bundle(args, args.output or Path(args.repository) / args.name / args.version)
+    # --format triton: the same bundle, written to a temporary folder, then laid out as a Triton
+    # model-repository entry in --repository (model.onnx byte for byte, config.pbtxt beside it).
+    if args.repository is None:
+        print(
+            "ssl-serve: error: --format triton writes into a Triton model repository: "
+            "give --repository DIR (not --output)",
+            file=sys.stderr,
+        )
+        return 2
+    from ssl_serve.triton import export_triton
+
+    staging = Path(tempfile.mkdtemp(prefix="ssl-serve-triton-"))
+    try:
+        status = _export_bundle(args, staging / "bundle")
+        if status != 0:
+            return status
+        for entry in export_triton(
+            staging / "bundle",
+            args.repository,
+            name=args.name,
+            version=args.version,
+            overwrite=args.overwrite,
+        ):
+            print(f"wrote Triton entry {entry.model} and {entry.config}")
+        return 0
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _export_bundle(args: argparse.Namespace, output: Path) -> int:
+    """Export the checkpoint or Hugging Face folder of ``args`` as a bundle in ``output``."""
     try:
         from ssl_serve.export import export_checkpoint, export_hf_model
     except ImportError as e:
@@ -190,7 +225,6 @@ def _export(args: argparse.Namespace) -> int:
     if (args.checkpoint is None) == (args.hf_model is None):
         print("ssl-serve: error: give either CHECKPOINT or --hf-model DIR", file=sys.stderr)
         return 2
-    output = args.output or Path(args.repository) / args.name / args.version
     if args.hf_model is not None:
         texts = None
         if args.validation_texts is not None:
@@ -511,6 +545,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+    p.add_argument(
+        "--format",
+        choices=("bundle", "triton"),
+        default="bundle",
+        help="bundle: an ssl-serve bundle (default); triton: the same validated bundle laid out "
+        "as a Triton model-repository entry in --repository (NAME/VERSION/model.onnx + "
+        "NAME/config.pbtxt with dynamic batching; VERSION must be an integer), as "
+        "`ssl-serve triton-export` writes it",
+    )
     p.add_argument(
         "--optimize",
         action="store_true",
