@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from ssl_models import SSLMethod, collapse_std
-from ssl_train.data import labelled_splits, preprocess
+from ssl_train.data import labelled_splits
 from ssl_train.evaluation import knn_top1
+from ssl_train.evaluation.embed import embed_images
 from ssl_train.recipe import Recipe
 
 
@@ -44,38 +45,6 @@ class Evaluation:
         }
 
 
-@torch.no_grad()
-def embed(
-    model: SSLMethod,
-    recipe: Recipe,
-    images: torch.Tensor,
-    device: torch.device,
-    batch_size: int = 1024,
-) -> np.ndarray:
-    """The encoder's pooled features of uint8 images, in eval mode, on ``device``.
-
-    Args:
-        model: The method (unwrapped: not the DDP module).
-        recipe: For the preprocessing (size, mean, std).
-        images: ``(N, H, W)`` or ``(N, C, H, W)`` uint8.
-        device: Where the model is.
-        batch_size: Images per forward pass.
-
-    Returns:
-        ``(N, D) float32`` features on the CPU.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        out = [
-            model.embed(preprocess(recipe, images[i : i + batch_size]).to(device)).float().cpu()
-            for i in range(0, len(images), batch_size)
-        ]
-    finally:
-        model.train(was_training)
-    return torch.cat(out).numpy()
-
-
 class OnlineEvaluator:
     """kNN top-1 (memory bank: labelled train images; queries: test images) and collapse monitor.
 
@@ -99,8 +68,8 @@ class OnlineEvaluator:
         """Embed bank and held-out images with the current weights and score them."""
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            bank = embed(model, self.recipe, self.bank, self.device)
-            heldout = embed(model, self.recipe, self.heldout, self.device)
+            bank = embed_images(model, self.recipe, self.bank, device=self.device)
+            heldout = embed_images(model, self.recipe, self.heldout, device=self.device)
         ev = self.recipe.evaluation
         acc = knn_top1(bank, self.bank_labels, heldout, self.heldout_labels, k=ev.knn_k,
                        temperature=ev.knn_temperature)  # fmt: skip

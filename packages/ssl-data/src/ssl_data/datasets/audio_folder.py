@@ -116,7 +116,6 @@ class AudioFiles(Dataset[tuple[torch.Tensor, int]]):
         self.labels = all_labels[kept].astype(np.int64)
         self.native_rates = np.array(rates, dtype=np.int64)
         self.num_frames = np.array(frames, dtype=np.int64)
-        self._failed: set[int] = set()
 
     @property
     def durations(self) -> np.ndarray:
@@ -132,18 +131,6 @@ class AudioFiles(Dataset[tuple[torch.Tensor, int]]):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _decode(self, i: int) -> torch.Tensor | None:
-        if i in self._failed:
-            return None
-        try:
-            audio, _ = decode_audio(self.paths[i], sample_rate=self.sample_rate)
-        except (CorruptFileError, OSError) as e:
-            self.corrupt.handle(self.paths[i], e)  # raises under "raise"
-            self._failed.add(i)
-            logger.warning("substituting clip %d with the next readable one", i)
-            return None
-        return torch.from_numpy(audio)
-
     def load(self, i: int) -> tuple[int, torch.Tensor]:
         """Clip ``i``, or under ``"skip"`` the next readable one if it no longer decodes.
 
@@ -154,15 +141,13 @@ class AudioFiles(Dataset[tuple[torch.Tensor, int]]):
             IndexError: ``i`` out of range.
             CorruptFileError: The clip cannot be decoded under ``"raise"``, or no clip decodes.
         """
-        n = len(self.paths)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for {n} clips")
-        i %= n
-        for j in (k % n for k in range(i, i + n)):
-            clip = self._decode(j)
-            if clip is not None:
-                return j, clip
-        raise CorruptFileError(f"none of the {n} audio files can be decoded")
+
+        def decode(path: Path) -> torch.Tensor:
+            return torch.from_numpy(decode_audio(path, sample_rate=self.sample_rate)[0])
+
+        return self.corrupt.first_readable(
+            i, self.paths, decode, (CorruptFileError, OSError), "clip"
+        )
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         """``(clip (T,) float32, label)``; the label is -1 for unlabelled clips.

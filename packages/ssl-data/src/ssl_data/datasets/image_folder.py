@@ -152,7 +152,6 @@ class ImageFolder(Dataset[tuple[torch.Tensor, int]]):
         self.paths: list[Path] = paths
         self.labels = np.asarray(labels, dtype=np.int64)
         self.sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
-        self._failed: set[int] = set()
 
     @property
     def class_to_idx(self) -> dict[str, int]:
@@ -161,17 +160,6 @@ class ImageFolder(Dataset[tuple[torch.Tensor, int]]):
 
     def __len__(self) -> int:
         return len(self.paths)
-
-    def _decode(self, i: int) -> torch.Tensor | None:
-        if i in self._failed:
-            return None
-        try:
-            return decode_image(self.paths[i], self.mode)
-        except CorruptFileError as e:
-            self.corrupt.handle(self.paths[i], e)  # raises under "raise"
-            self._failed.add(i)
-            logger.warning("substituting image %d with the next readable one", i)
-            return None
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         """Image ``i`` and its label.
@@ -185,12 +173,7 @@ class ImageFolder(Dataset[tuple[torch.Tensor, int]]):
             IndexError: ``i`` out of range.
             CorruptFileError: The image cannot be decoded under ``"raise"``, or no image decodes.
         """
-        n = len(self.paths)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for {n} images")
-        i %= n
-        for j in (k % n for k in range(i, i + n)):
-            image = self._decode(j)
-            if image is not None:
-                return image, int(self.labels[j])
-        raise CorruptFileError(f"no image in {self.root} can be decoded ({n} tried)")
+        j, image = self.corrupt.first_readable(
+            i, self.paths, lambda path: decode_image(path, self.mode), (CorruptFileError,), "image"
+        )
+        return image, int(self.labels[j])

@@ -9,6 +9,7 @@ from torch import nn
 
 from ssl_models.text.padding import check_token_batch, position_ids_from_mask
 from ssl_models.text.pooling import check_pooling, pool_tokens
+from ssl_models.text.sizes import check_transformer_sizes
 
 # name -> (layers, hidden size, attention heads): the compact BERTs of Turc et al.,
 # arXiv:1908.08962 (tiny, mini, small) and BERT-Base (Devlin et al., arXiv:1810.04805).
@@ -64,14 +65,9 @@ class BertEncoder(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        if min(vocab_size, hidden_size, num_layers, num_heads, max_position_embeddings) < 1:
-            raise ValueError(
-                f"sizes must be >= 1, got vocab_size={vocab_size}, hidden_size={hidden_size}, "
-                f"num_layers={num_layers}, num_heads={num_heads}, "
-                f"max_position_embeddings={max_position_embeddings}"
-            )
-        if hidden_size % num_heads:
-            raise ValueError(f"num_heads={num_heads} must divide hidden_size={hidden_size}")
+        check_transformer_sizes(
+            vocab_size, hidden_size, num_layers, num_heads, max_position_embeddings
+        )
         if not 0 <= pad_token_id < vocab_size:
             raise ValueError(f"pad_token_id {pad_token_id} must lie in [0, {vocab_size})")
         self.pooling = check_pooling(pooling)

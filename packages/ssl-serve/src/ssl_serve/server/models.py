@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from ssl_serve.errors import ModelNotReadyError
 from ssl_serve.preprocess.text import TextTokenizer
 from ssl_serve.repository import ModelEntry, ModelRepository
 from ssl_serve.runtime import OnnxEmbedder, OnnxTextEmbedder
+
+T = TypeVar("T")
+E = TypeVar("E", OnnxEmbedder, OnnxTextEmbedder)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,22 @@ class LoadedModel:
         """Whether the model is loaded and warmed."""
         return self.embedder is not None or self.text_embedder is not None
 
+    def _ready(self, embedder: E | None) -> E:
+        """``embedder``, or ModelNotReadyError while the model is still loading."""
+        if embedder is None:
+            raise ModelNotReadyError(
+                f"model {self.entry.name!r} version {self.entry.version!r} is still loading"
+            )
+        return embedder
+
+    def _locked(self, fn: Callable[[], T]) -> tuple[T, float, float]:
+        """``fn()`` under the session lock: its value, seconds queued, seconds running."""
+        t0 = time.perf_counter()
+        with self._lock:
+            t1 = time.perf_counter()
+            value = fn()
+        return value, t1 - t0, time.perf_counter() - t1
+
     def run(self, batch: np.ndarray, output_name: str | None = None) -> InferenceResult:
         """Embed a preprocessed batch.
 
@@ -81,16 +101,9 @@ class LoadedModel:
             ModelNotReadyError: The model is still loading.
             InvalidInputError: The batch does not fit the model's input.
         """
-        embedder = self.embedder
-        if embedder is None:
-            raise ModelNotReadyError(
-                f"model {self.entry.name!r} version {self.entry.version!r} is still loading"
-            )
-        t0 = time.perf_counter()
-        with self._lock:
-            t1 = time.perf_counter()
-            embeddings = embedder.embed(batch, output_name)
-        return InferenceResult(embeddings, t1 - t0, time.perf_counter() - t1)
+        embedder = self._ready(self.embedder)
+        embeddings, queue_s, inference_s = self._locked(lambda: embedder.embed(batch, output_name))
+        return InferenceResult(embeddings, queue_s, inference_s)
 
     def run_outputs(
         self, batch: np.ndarray, output_names: list[str]
@@ -108,16 +121,11 @@ class LoadedModel:
             ModelNotReadyError: The model is still loading.
             InvalidInputError: The batch does not fit the model's input.
         """
-        embedder = self.embedder
-        if embedder is None:
-            raise ModelNotReadyError(
-                f"model {self.entry.name!r} version {self.entry.version!r} is still loading"
-            )
-        t0 = time.perf_counter()
-        with self._lock:
-            t1 = time.perf_counter()
-            arrays = embedder.run_outputs(batch, output_names)
-        result = InferenceResult(arrays[0], t1 - t0, time.perf_counter() - t1)
+        embedder = self._ready(self.embedder)
+        arrays, queue_s, inference_s = self._locked(
+            lambda: embedder.run_outputs(batch, output_names)
+        )
+        result = InferenceResult(arrays[0], queue_s, inference_s)
         return dict(zip(output_names, arrays, strict=True)), result
 
     def run_tokens(
@@ -135,16 +143,9 @@ class LoadedModel:
         Raises:
             ModelNotReadyError: The model is still loading.
         """
-        embedder = self.text_embedder
-        if embedder is None:
-            raise ModelNotReadyError(
-                f"model {self.entry.name!r} version {self.entry.version!r} is still loading"
-            )
-        t0 = time.perf_counter()
-        with self._lock:
-            t1 = time.perf_counter()
-            embeddings = embedder.embed(sequences, type_ids)
-        return InferenceResult(embeddings, t1 - t0, time.perf_counter() - t1)
+        embedder = self._ready(self.text_embedder)
+        embeddings, queue_s, inference_s = self._locked(lambda: embedder.embed(sequences, type_ids))
+        return InferenceResult(embeddings, queue_s, inference_s)
 
     def run_padded(
         self,
@@ -168,15 +169,10 @@ class LoadedModel:
         Raises:
             ModelNotReadyError: The model is still loading.
         """
-        embedder = self.text_embedder
-        if embedder is None:
-            raise ModelNotReadyError(
-                f"model {self.entry.name!r} version {self.entry.version!r} is still loading"
-            )
+        embedder = self._ready(self.text_embedder)
         step = embedder.max_batch_size
-        t0 = time.perf_counter()
-        with self._lock:
-            t1 = time.perf_counter()
+
+        def run() -> np.ndarray:
             chunks = [
                 embedder.embed_padded(
                     input_ids[i : i + step],
@@ -185,8 +181,10 @@ class LoadedModel:
                 )
                 for i in range(0, len(input_ids), step)
             ]
-        embeddings = chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
-        return InferenceResult(embeddings, t1 - t0, time.perf_counter() - t1)
+            return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
+
+        embeddings, queue_s, inference_s = self._locked(run)
+        return InferenceResult(embeddings, queue_s, inference_s)
 
 
 class ModelRegistry:
