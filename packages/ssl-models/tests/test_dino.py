@@ -284,3 +284,38 @@ def test_centre_is_averaged_over_ranks(monkeypatch):
     loss([rows[:2], rows[2:]], [rows[:2], rows[2:]])
     expected = 0.5 * torch.cat([rows, other]).mean(dim=0, keepdim=True)
     torch.testing.assert_close(loss.center, expected)
+
+
+def test_last_layer_frozen_for_the_first_steps_only():
+    """freeze_last_layer_steps=2: steps 1-2 leave the head's last layer untouched (AdamW with
+    weight decay would otherwise move it even at zero gradient), step 3 updates it; the rest of
+    the student moves from step 1."""
+    torch.manual_seed(0)
+    model = DINO(SmallCNN(in_channels=1, widths=(8, 16)), output_dim=32, hidden_dim=16,
+                 bottleneck_dim=8, freeze_last_layer_steps=2)  # fmt: skip
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2,
+                            weight_decay=0.04)  # fmt: skip
+    last = model.head.last_layer.parametrizations.weight.original1
+    first_conv = next(model.encoder.parameters())
+    gen = torch.Generator().manual_seed(1)
+    for step in (1, 2, 3):
+        views = [torch.randn(4, 1, 16, 16, generator=gen) for _ in range(2)]
+        before_last, before_conv = last.detach().clone(), first_conv.detach().clone()
+        opt.zero_grad(set_to_none=True)
+        model.training_loss(views).backward()
+        assert last.grad is not None and last.grad.abs().sum() > 0
+        model.before_optimizer_step(step, 10)
+        opt.step()
+        model.after_optimizer_step(step, 10)
+        assert not torch.equal(first_conv, before_conv)
+        if step <= 2:
+            assert last.grad is None
+            assert torch.equal(last, before_last)
+        else:
+            assert (last - before_last).abs().max() > 1e-6
+
+
+def test_freeze_last_layer_steps_rejects_negative():
+    with pytest.raises(ValueError, match="freeze_last_layer_steps"):
+        DINO(SmallCNN(in_channels=1, widths=(8, 16)), output_dim=8, hidden_dim=8,
+             bottleneck_dim=4, freeze_last_layer_steps=-1)  # fmt: skip

@@ -78,4 +78,57 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     return _GatherWithGradient.apply(x)
 
 
-__all__ = ["gather", "is_distributed", "rank", "world_size"]
+@torch.no_grad()
+def batch_shuffle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Shuffle a batch across ranks: MoCo's shuffling batch norm for the key encoder.
+
+    All ranks' ``x`` are gathered (rank order), rank 0 draws a permutation of the global batch
+    with the global torch RNG (so exact resume restores it) and broadcasts it, and each rank keeps
+    its slice of the permuted batch. Batch-norm statistics of the key encoder are then computed
+    over samples that mostly come from other ranks, so a query and its key never share them
+    (the "cheating" of He et al., arXiv:1911.05722, Sec. 3.3). No gradient flows.
+
+    Args:
+        x: ``(B, ...)`` tensor, the same shape on every rank.
+
+    Returns:
+        ``(shuffled, unshuffle)``: this rank's ``(B, ...)`` slice of the permuted global batch and
+        the inverse permutation ``(W * B,)`` int64 for :func:`batch_unshuffle`; ``(x, None)``
+        when not distributed or world size 1.
+    """
+    w = world_size()
+    if w == 1:
+        return x, None
+    parts = [torch.empty_like(x) for _ in range(w)]
+    dist.all_gather(parts, x.contiguous())
+    n = x.shape[0]
+    perm = (
+        torch.randperm(w * n, device=x.device)
+        if rank() == 0
+        else torch.empty(w * n, dtype=torch.int64, device=x.device)
+    )
+    dist.broadcast(perm, src=0)
+    mine = perm[rank() * n : (rank() + 1) * n]
+    return torch.cat(parts)[mine], torch.argsort(perm)
+
+
+@torch.no_grad()
+def batch_unshuffle(y: torch.Tensor, unshuffle: torch.Tensor | None) -> torch.Tensor:
+    """Undo :func:`batch_shuffle` on its outputs: this rank's ``(B, ...)`` rows, original order.
+
+    Args:
+        y: ``(B, ...)`` outputs for the rank's shuffled slice.
+        unshuffle: The inverse permutation :func:`batch_shuffle` returned (``None``: no-op).
+
+    Returns:
+        ``(B, ...)``: row i is the output for row i of the ``x`` this rank passed in.
+    """
+    if unshuffle is None:
+        return y
+    parts = [torch.empty_like(y) for _ in range(world_size())]
+    dist.all_gather(parts, y.contiguous())
+    n = y.shape[0]
+    return torch.cat(parts)[unshuffle[rank() * n : (rank() + 1) * n]]
+
+
+__all__ = ["batch_shuffle", "batch_unshuffle", "gather", "is_distributed", "rank", "world_size"]

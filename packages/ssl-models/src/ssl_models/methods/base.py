@@ -48,6 +48,15 @@ class SSLMethod(nn.Module):
         """Same as :meth:`training_loss`; lets DistributedDataParallel wrap the method."""
         return self.training_loss(views)
 
+    def before_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Called by the trainer after backward (and gradient clipping), before the optimiser step
+        (e.g. to drop the gradients of parameters frozen early in training).
+
+        Args:
+            step: The optimiser step about to be taken (1-based).
+            total_steps: Optimiser steps in the whole run.
+        """
+
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         """Called by the trainer after every optimiser step (momentum/EMA updates, schedules).
 

@@ -47,6 +47,10 @@ class DINO(SSLMethod):
         student_temp: Student temperature (0.1).
         center_momentum: Momentum of the teacher centre (0.9).
         momentum: Teacher EMA momentum at the first step (0.996).
+        freeze_last_layer_steps: Optimiser steps at the start during which the head's
+            weight-normalised last layer gets no update (its gradients are dropped before the
+            optimiser step, as the official code does for the first epoch, which stabilises
+            training); 0 turns it off.
 
     Raises:
         ValueError: A momentum outside [0, 1], or a bad head/loss setting (see their classes).
@@ -74,10 +78,14 @@ class DINO(SSLMethod):
         student_temp: float = 0.1,
         center_momentum: float = 0.9,
         momentum: float = 0.996,
+        freeze_last_layer_steps: int = 0,
     ) -> None:
         super().__init__(encoder)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+        if freeze_last_layer_steps < 0:
+            raise ValueError(f"freeze_last_layer_steps must be >= 0, got {freeze_last_layer_steps}")
+        self.freeze_last_layer_steps = freeze_last_layer_steps
         self.head = DINOHead(
             self.embedding_dim,
             output_dim,
@@ -144,6 +152,13 @@ class DINO(SSLMethod):
         if total_steps < 1 or not 1 <= step <= total_steps:
             raise ValueError(f"need 1 <= step <= total_steps, got step={step}, {total_steps=}")
         return cosine_momentum(step - 1, total_steps, self.momentum)
+
+    def before_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Drop the gradients of the head's last layer during the first
+        ``freeze_last_layer_steps`` steps (so neither the update nor weight decay touches it)."""
+        if step <= self.freeze_last_layer_steps:
+            for p in self.head.last_layer.parameters():
+                p.grad = None
 
     @torch.no_grad()
     def after_optimizer_step(self, step: int, total_steps: int) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ssl_models.distributed import batch_shuffle, batch_unshuffle
 from ssl_models.heads import ProjectionHead
 from ssl_models.losses import InfoNCEQueueLoss
 from ssl_models.methods.momentum_base import MomentumSchedule, MomentumSSLMethod
@@ -19,8 +20,10 @@ class MoCoV2(MomentumSSLMethod):
     head, no gradient); the loss is :class:`~ssl_models.losses.InfoNCEQueueLoss`, after which the
     keys are enqueued. Defaults are the paper's: MLP head ``Linear(D, D) -> ReLU -> Linear(D,
     128)`` without batch norm (D = encoder width), K = 65536, temperature 0.2, constant momentum
-    0.999. The original runs the key encoder with shuffled batch norm across GPUs; here batch norm
-    statistics are those of each rank's key batch.
+    0.999. Under ``torch.distributed`` the key batch is shuffled across ranks before the momentum
+    encoder and unshuffled after it (shuffling BN, arXiv:1911.05722 Sec. 3.3;
+    :func:`ssl_models.distributed.batch_shuffle`), so batch-norm statistics never pair a query
+    with its own key; in one process the key batch is encoded as it is.
 
     Args:
         encoder: Backbone with ``output_dim``.
@@ -31,6 +34,8 @@ class MoCoV2(MomentumSSLMethod):
         base_momentum: Key encoder momentum (0.999).
         momentum_schedule: ``"constant"`` (the paper) or ``"cosine"`` (rising to 1).
         gather_distributed: Enqueue the keys of all ranks under ``torch.distributed``.
+        shuffle_batch_norm: Shuffle the key batch across ranks (no effect in one process; turn
+            it off when the batch norms are synchronised anyway).
 
     Reference: Chen, Fan, Girshick and He, "Improved Baselines with Momentum Contrastive
     Learning", arXiv:2003.04297; He et al., arXiv:1911.05722, Algorithm 1.
@@ -48,6 +53,7 @@ class MoCoV2(MomentumSSLMethod):
         base_momentum: float = 0.999,
         momentum_schedule: MomentumSchedule = "constant",
         gather_distributed: bool = False,
+        shuffle_batch_norm: bool = True,
     ) -> None:
         super().__init__(encoder, base_momentum, momentum_schedule)
         hidden = self.embedding_dim if projection_hidden_dim is None else projection_hidden_dim
@@ -55,6 +61,7 @@ class MoCoV2(MomentumSSLMethod):
             self.embedding_dim, hidden, projection_dim, num_layers=2, batch_norm=False
         )
         self._init_momentum_branch()
+        self.shuffle_batch_norm = shuffle_batch_norm
         self.criterion = InfoNCEQueueLoss(
             projection_dim, queue_size, temperature, gather_distributed=gather_distributed
         )
@@ -70,5 +77,12 @@ class MoCoV2(MomentumSSLMethod):
         """
         self._check_views(views)
         q = self.projection_head(self.encoder(views[0]))
-        k = self.momentum_forward(views[1])
-        return self.criterion(q, k)
+        return self.criterion(q, self.keys(views[1]))
+
+    @torch.no_grad()
+    def keys(self, x: torch.Tensor) -> torch.Tensor:
+        """Momentum-branch keys ``(B, projection_dim)`` of ``x``, with shuffling BN across ranks."""
+        if not self.shuffle_batch_norm:
+            return self.momentum_forward(x)
+        shuffled, unshuffle = batch_shuffle(x)
+        return batch_unshuffle(self.momentum_forward(shuffled), unshuffle)
