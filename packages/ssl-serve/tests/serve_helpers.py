@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,17 +148,24 @@ class ServerProcess:
 
 
 def start_server(
-    repository: Path, log: Path, timeout_s: float = 60.0, *, metrics: bool = False
+    repository: Path,
+    log: Path,
+    timeout_s: float = 60.0,
+    *,
+    metrics: bool = False,
+    args: Sequence[str] = (),
 ) -> ServerProcess:
     """Start `ssl-serve serve --port 0` (torch blocked) and wait for its listening line.
 
     With ``metrics``, also ``--metrics-port 0``, and read the metrics URL from the next line.
+    ``args`` are appended to the command (e.g. TLS or batching options).
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-c", NO_TORCH, "serve", "--repository", str(repository)]
     cmd += ["--port", "0", "--threads", "1", "--grace-s", "5"]
     if metrics:
         cmd += ["--metrics-port", "0"]
+    cmd += list(args)
     with log.open("w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()

@@ -1,8 +1,9 @@
 """The bundle description, `bundle.json` (schema in docs/contracts.md), read and validated.
 
 A bundle is a folder a user can copy anywhere: `model.onnx`, `bundle.json` and the training
-`recipe.yaml` (image bundles) or the tokenizer's `tokenizer.json` (text bundles). This module only reads and writes `bundle.json`; it imports neither onnxruntime
-nor torch.
+`recipe.yaml` (image bundles) or the tokenizer's `tokenizer.json` (text bundles); audio bundles
+need nothing else. This module only reads and writes `bundle.json`; it imports neither
+onnxruntime nor torch.
 """
 
 from __future__ import annotations
@@ -21,11 +22,18 @@ MODEL_FILE = "model.onnx"
 RECIPE_FILE = "recipe.yaml"
 TOKENIZER_FILE = "tokenizer.json"
 FORMAT_VERSION = 1
-MODALITIES = ("image", "text")
+MODALITIES = ("image", "text", "audio")
 RESIZE_FILTERS = ("bilinear", "nearest", "bicubic")
 POOLING_MODES = ("mean", "cls", "max")
 # Graph inputs of a text bundle, in the order the exporter declares them.
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+# Graph inputs of an audio bundle: the padded waveforms and which samples are real.
+AUDIO_INPUT_NAMES = ("input_values", "attention_mask")
+# Pooling modes an audio graph offers (over the real frames of each clip).
+AUDIO_POOLING_MODES = ("mean",)
+# How the server resamples audio to the bundle's rate: soxr's "HQ" recipe (what ssl-data's
+# training pipeline uses).
+AUDIO_RESAMPLERS = ("soxr_hq",)
 # The second graph output of a classifier bundle: softmax class probabilities.
 PROBABILITIES_OUTPUT = "probabilities"
 
@@ -121,22 +129,75 @@ class TextPreprocessing:
 
 
 @dataclass(frozen=True)
+class AudioPreprocessing:
+    """How the server turns audio into the model's inputs (an audio bundle's ``preprocessing``).
+
+    Decode WAV or FLAC bytes with libsndfile (``soundfile``) as float32 in [-1, 1] and mix the
+    channels down to mono (their mean), or take raw mono float32 samples with their rate;
+    resample to ``sample_rate`` with ``resampler``; refuse clips shorter than ``min_samples``
+    or longer than ``max_seconds``; zero-pad a batch on the right to its longest clip, with an
+    ``attention_mask`` of 1 on real samples and 0 on padding. The graph itself normalises each
+    clip over its real samples when ``normalize`` is set (zero mean, unit variance, as wav2vec
+    2.0's feature extractor), runs the encoder and pools its frames with ``pooling`` over each
+    clip's real frames only, so a clip embeds the same alone or padded beside a longer one.
+
+    Attributes:
+        sample_rate: Rate the model takes, in Hz (16000 for wav2vec 2.0 and HuBERT).
+        max_seconds: Longest clip accepted, in seconds (at any input rate).
+        min_samples: Shortest clip accepted, in samples at ``sample_rate``: the receptive field
+            of one frame (400 = 25 ms at 16 kHz for wav2vec 2.0); a shorter clip has no frame.
+        samples_per_frame: Hop between frames, in samples at ``sample_rate`` (320 = 20 ms).
+        pooling: How the graph pools frames: "mean" (over real frames).
+        normalize: Whether the graph normalises each clip to zero mean and unit variance over
+            its real samples before the encoder.
+        resampler: How the server resamples: "soxr_hq" (soxr's HQ recipe).
+    """
+
+    sample_rate: int
+    max_seconds: float
+    min_samples: int
+    samples_per_frame: int
+    pooling: str = "mean"
+    normalize: bool = True
+    resampler: str = "soxr_hq"
+
+    @property
+    def max_samples(self) -> int:
+        """Longest clip accepted, in samples at ``sample_rate``."""
+        return int(self.max_seconds * self.sample_rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored under ``preprocessing``."""
+        return {
+            "sample_rate": self.sample_rate,
+            "max_seconds": self.max_seconds,
+            "min_samples": self.min_samples,
+            "samples_per_frame": self.samples_per_frame,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "resampler": self.resampler,
+        }
+
+
+@dataclass(frozen=True)
 class Bundle:
     """The parsed contents of a `bundle.json`.
 
     Attributes:
         name: Model name given at export.
         version: Model version given at export.
-        modality: What the model embeds: "image" or "text".
+        modality: What the model embeds: "image", "text" or "audio".
         inputs: The graph inputs; image bundles have one, ``pixel_values (batch, C, H, W)``
             float32; text bundles have ``input_ids``, ``attention_mask`` and, when the model
-            uses them, ``token_type_ids``, each ``(batch, sequence)`` int64.
+            uses them, ``token_type_ids``, each ``(batch, sequence)`` int64; audio bundles have
+            ``input_values (batch, samples)`` float32 and ``attention_mask (batch, samples)``
+            int64.
         outputs: The graph outputs: ``embedding (batch, embedding_dim) float32`` and, for a
             classifier bundle, ``probabilities (batch, len(labels)) float32`` (softmax over the
             classes inside the graph, rows summing to 1).
         embedding_dim: Width D of the embeddings.
         normalized: Whether the graph L2-normalises the embeddings.
-        preprocessing: Image or text preprocessing parameters (matching ``modality``).
+        preprocessing: Image, text or audio preprocessing parameters (matching ``modality``).
         validation: Export-time parity figures (free-form, e.g. ``max_abs_diff``).
         provenance: Where the model came from (free-form: recipe hash, checkpoint, versions).
         format_version: Schema version of `bundle.json`; this release reads 1.
@@ -151,7 +212,7 @@ class Bundle:
     outputs: tuple[TensorSpec, ...]
     embedding_dim: int
     normalized: bool
-    preprocessing: ImagePreprocessing | TextPreprocessing
+    preprocessing: ImagePreprocessing | TextPreprocessing | AudioPreprocessing
     validation: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -182,15 +243,18 @@ class Bundle:
         modality = r.typed(top, "modality", str)
         if modality not in MODALITIES:
             r.fail("modality", f"is {modality!r}; this ssl-serve serves {list(MODALITIES)}")
-        inputs = r.specs(top, "inputs", counts=(1,) if modality == "image" else (2, 3))
+        counts = {"image": (1,), "text": (2, 3), "audio": (2,)}[modality]
+        inputs = r.specs(top, "inputs", counts=counts)
         labels = r.labels(top)
         outputs = r.specs(top, "outputs", counts=(1,) if labels is None else (2,))
         dim = r.typed(top, "embedding_dim", int)
         if dim <= 0:
             r.fail("embedding_dim", f"must be > 0, got {dim}")
-        prep: ImagePreprocessing | TextPreprocessing
+        prep: ImagePreprocessing | TextPreprocessing | AudioPreprocessing
         if modality == "image":
             prep = r.image_preprocessing(top["preprocessing"])
+        elif modality == "audio":
+            prep = r.audio_preprocessing(top["preprocessing"])
         else:
             prep = r.text_preprocessing(top["preprocessing"])
         bundle = cls(
@@ -234,7 +298,8 @@ class Bundle:
 
     @property
     def input(self) -> TensorSpec:
-        """The first graph input (image bundles have exactly one; text: ``input_ids``)."""
+        """The first graph input (image bundles have exactly one; text: ``input_ids``; audio:
+        ``input_values``)."""
         return self.inputs[0]
 
     @property
@@ -359,6 +424,45 @@ class _BundleReader(JsonFields):
             self.fail("preprocessing.pad_id", f"must be >= 0, got {pad_id}")
         return TextPreprocessing(tokenizer, max_length, pooling, pad_id)
 
+    def audio_preprocessing(self, value: Any) -> AudioPreprocessing:
+        keys = tuple(AudioPreprocessing.__dataclass_fields__)
+        prep = self.mapping(value, "preprocessing", required=keys)
+        rate = self.typed(prep, "sample_rate", int, prefix=_P)
+        if rate <= 0:
+            self.fail("preprocessing.sample_rate", f"must be > 0 Hz, got {rate}")
+        max_seconds = self.typed(prep, "max_seconds", float, prefix=_P)
+        if not max_seconds > 0 or max_seconds == float("inf"):
+            self.fail("preprocessing.max_seconds", f"must be > 0 seconds, got {max_seconds}")
+        min_samples = self.typed(prep, "min_samples", int, prefix=_P)
+        if not 1 <= min_samples <= max_seconds * rate:
+            self.fail(
+                "preprocessing.min_samples",
+                f"must be >= 1 and <= max_seconds * sample_rate ({max_seconds * rate:g}), "
+                f"got {min_samples}",
+            )
+        hop = self.typed(prep, "samples_per_frame", int, prefix=_P)
+        if hop < 1:
+            self.fail("preprocessing.samples_per_frame", f"must be >= 1, got {hop}")
+        pooling = self.typed(prep, "pooling", str, prefix=_P)
+        if pooling not in AUDIO_POOLING_MODES:
+            self.fail(
+                "preprocessing.pooling", f"is {pooling!r}; known: {list(AUDIO_POOLING_MODES)}"
+            )
+        resampler = self.typed(prep, "resampler", str, prefix=_P)
+        if resampler not in AUDIO_RESAMPLERS:
+            self.fail(
+                "preprocessing.resampler", f"is {resampler!r}; known: {list(AUDIO_RESAMPLERS)}"
+            )
+        return AudioPreprocessing(
+            sample_rate=rate,
+            max_seconds=max_seconds,
+            min_samples=min_samples,
+            samples_per_frame=hop,
+            pooling=pooling,
+            normalize=self.typed(prep, "normalize", bool, prefix=_P),
+            resampler=resampler,
+        )
+
     def image_preprocessing(self, value: Any) -> ImagePreprocessing:
         prep = self.mapping(value, "preprocessing", required=_PREP_KEYS)
         size = self.numbers(prep, "image_size", int, _P)
@@ -395,6 +499,17 @@ class _BundleReader(JsonFields):
     def check_consistency(self, b: Bundle) -> None:
         self._check_output(b)
         p = b.preprocessing
+        if isinstance(p, AudioPreprocessing):
+            got = [(s.name, s.dtype, len(s.shape)) for s in b.inputs]
+            want = [(AUDIO_INPUT_NAMES[0], "float32", 2), (AUDIO_INPUT_NAMES[1], "int64", 2)]
+            if got != want:
+                self.fail(
+                    "inputs",
+                    f"are {[s.to_dict() for s in b.inputs]}; an audio bundle takes "
+                    "'input_values' float32 [batch, samples] and 'attention_mask' int64 "
+                    "[batch, samples]",
+                )
+            return
         if isinstance(p, TextPreprocessing):
             names = [s.name for s in b.inputs]
             if names[:2] != list(TEXT_INPUT_NAMES[:2]) or not set(names) <= set(TEXT_INPUT_NAMES):

@@ -9,24 +9,39 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ssl_serve import __version__
 from ssl_serve.errors import SslServeError
 
+if TYPE_CHECKING:
+    from ssl_serve.client import EmbeddingClient
+
 MIB = 1024 * 1024
+# Client subcommands read the bearer token from this variable when --token/--token-file are not
+# given (a token on the command line is visible to every user of the machine in `ps`).
+TOKEN_ENV = "SSL_SERVE_TOKEN"
 _EXPORT_MODULES = {"torch", "onnx", "ssl_models", "safetensors", "yaml", "transformers"}
+# `embed` sends FILEs with these extensions as audio (Input.audio), others as images.
+AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ssl_serve.server import EmbeddingServer, ServerConfig, run_until_signal
+    from ssl_serve.server import EmbeddingServer, ServerConfig, read_token_file, run_until_signal
+    from ssl_serve.server.security import check_token
 
+    tokens: tuple[str, ...] = ()
+    if args.token is not None:
+        tokens = (check_token(args.token),)
+    elif args.token_file is not None:
+        tokens = read_token_file(args.token_file)
     config = ServerConfig(
         repository=args.repository,
         host=args.host,
@@ -39,6 +54,12 @@ def _serve(args: argparse.Namespace) -> int:
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         grace_s=args.grace_s,
         metrics_port=args.metrics_port,
+        max_queue_delay_ms=args.max_queue_delay_ms,
+        max_queue_size=args.max_queue_size,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        tokens=tokens,
     )
     server = EmbeddingServer(config)
     server.start()
@@ -52,10 +73,35 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> EmbeddingClient:
+    """The client of a client subcommand, with its TLS and token options."""
+    from ssl_serve.client import EmbeddingClient
+
+    token = args.token
+    if token is None and args.token_file is not None:
+        from ssl_serve.server.security import read_token_file
+
+        token = read_token_file(args.token_file)[0]
+    if token is None:
+        token = os.environ.get(TOKEN_ENV) or None
+    try:
+        return EmbeddingClient(
+            args.target,
+            timeout_s=args.timeout_s,
+            tls=args.tls,
+            tls_ca=args.tls_ca,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_server_name=args.tls_server_name,
+            token=token,
+        )
+    except (OSError, ValueError) as e:
+        raise SslServeError(str(e)) from e
+
+
 def _embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ssl_serve.client import EmbeddingClient
     from ssl_serve.errors import RemoteError
 
     output = _npy_path(args.output)
@@ -73,7 +119,7 @@ def _embed(args: argparse.Namespace) -> int:
         )
         return 2
     if texts:
-        with EmbeddingClient(args.target, timeout_s=args.timeout_s) as client:
+        with _client(args) as client:
             result = client.embed_texts_detailed(
                 args.model, texts, version=args.version, batch_size=args.batch_size
             )
@@ -83,12 +129,21 @@ def _embed(args: argparse.Namespace) -> int:
             f"({result.tokens} tokens, {int(result.truncated.sum())} texts truncated)"
         )
         return 0
-    images = [Path(f).read_bytes() for f in args.files]
-    with EmbeddingClient(args.target, timeout_s=args.timeout_s) as client:
+    audio = [Path(f).suffix.lower() in AUDIO_SUFFIXES for f in args.files]
+    if any(audio) and not all(audio):
+        print("ssl-serve: error: give image FILEs or audio FILEs, not both", file=sys.stderr)
+        return 2
+    data = [Path(f).read_bytes() for f in args.files]
+    with _client(args) as client:
         try:
-            embeddings = client.embed_images(
-                args.model, images, version=args.version, batch_size=args.batch_size
-            )
+            if all(audio):
+                embeddings = client.embed_audio(
+                    args.model, data, version=args.version, batch_size=args.batch_size
+                )
+            else:
+                embeddings = client.embed_images(
+                    args.model, data, version=args.version, batch_size=args.batch_size
+                )
         except RemoteError as e:
             raise RemoteError(e.code, _name_input_files(e.details, args.files)) from e
     np.save(output, embeddings)
@@ -99,11 +154,10 @@ def _embed(args: argparse.Namespace) -> int:
 def _classify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ssl_serve.client import EmbeddingClient
     from ssl_serve.errors import RemoteError
 
     images = [Path(f).read_bytes() for f in args.files]
-    with EmbeddingClient(args.target, timeout_s=args.timeout_s) as client:
+    with _client(args) as client:
         try:
             result = client.classify_images(
                 args.model,
@@ -162,9 +216,7 @@ def _name_input_files(details: str, files: Sequence[str]) -> str:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from ssl_serve.client import EmbeddingClient
-
-    with EmbeddingClient(args.target, timeout_s=args.timeout_s) as client:
+    with _client(args) as client:
         models = client.list_models()
     if args.json:
         print(json.dumps([m.__dict__ for m in models], indent=2))
@@ -244,10 +296,27 @@ def _export_bundle(args: argparse.Namespace, output: Path) -> int:
             optimize=args.optimize,
             quantize=args.quantize,
             int8_min_cosine=args.int8_min_cosine,
+            max_seconds=args.max_seconds,
+            validation_audio=args.validation_audio,
         )
         v = bundle["validation"]
         p = bundle["preprocessing"]
         print(f"exported {bundle['name']}/{bundle['version']} to {output}")
+        if bundle["modality"] == "audio":
+            print(
+                f"audio model: dim {bundle['embedding_dim']}, {p['sample_rate']} Hz, max "
+                f"{p['max_seconds']:g} s, pooling {p['pooling']} over real frames, waveform "
+                f"normalisation {'on' if p['normalize'] else 'off'}"
+            )
+            print(
+                f"validation on {v['num_inputs']} real recordings ({v['clip_seconds'][0]:g}-"
+                f"{v['clip_seconds'][1]:g} s, recorded at {v['source_rates']} Hz) at batch "
+                f"sizes {v['batch_sizes']}: max_abs_diff={v['max_abs_diff']:.3g} "
+                f"min_cosine={v['min_cosine']:.9f} max_norm_error={v['max_norm_error']:.3g} "
+                f"(tolerance {v['tolerance']:g})"
+            )
+            _print_variants(v)
+            return 0
         print(
             f"text model: dim {bundle['embedding_dim']}, pooling {p['pooling']}, max_length "
             f"{p['max_length']} tokens, inputs {[i['name'] for i in bundle['inputs']]}"
@@ -333,6 +402,20 @@ def _triton_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ssl-serve` (one subparser per subcommand)."""
     parser = argparse.ArgumentParser(
@@ -369,21 +452,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="onnxruntime intra-op threads per model (default: available CPUs, at most 8)",
     )
     p.add_argument(
-        "--workers", type=int, default=8, help="RPC handler threads (default: %(default)s)"
+        "--workers",
+        type=_positive_int,
+        default=8,
+        help="RPC handler threads; each decodes its request, then waits while it is queued or "
+        "running, so this also bounds how many requests one batch can merge; further calls "
+        "wait inside gRPC up to --max-concurrent-rpcs (default: %(default)s)",
     )
     p.add_argument(
         "--max-batch-size",
-        type=int,
+        type=_positive_int,
         default=256,
-        help="largest batch per onnxruntime run; larger requests run in chunks "
-        "(default: %(default)s)",
+        help="most inputs the dynamic batcher merges from concurrent requests into one "
+        "onnxruntime batch; a larger request runs alone, in chunks (default: %(default)s)",
     )
     p.add_argument(
         "--max-batch-tokens",
-        type=int,
+        type=_positive_int,
         default=8192,
-        help="text models: most padded tokens per onnxruntime run; texts are sorted by length "
-        "and padded per sub-batch (default: %(default)s)",
+        help="text models: most real tokens merged into one batch and most padded tokens per "
+        "onnxruntime run; the texts of a batch are sorted by length and padded per sub-batch "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-queue-delay-ms",
+        type=_non_negative_float,
+        default=2.0,
+        help="longest wait, in ms, for more requests to join a batch; the batcher waits only "
+        "while more requests for the model are being decoded/tokenised, so a lone request "
+        "runs at once; 0 never waits (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-queue-size",
+        type=_positive_int,
+        default=64,
+        help="most requests waiting in a model version's batch queue; more get "
+        "RESOURCE_EXHAUSTED (each waiting request holds one of --workers, so set it below "
+        "--workers to shed load per model) (default: %(default)s)",
     )
     p.add_argument(
         "--max-message-mb",
@@ -410,12 +515,65 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics over HTTP on this port of --host (0 picks a free one; "
         "prints 'ssl-serve metrics on http://HOST:PORT/metrics'); default: off",
     )
+    p.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="server certificate chain (PEM); with --tls-key the port speaks TLS only",
+    )
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key (PEM, unencrypted)")
+    p.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="PEM",
+        help="mutual TLS: require client certificates signed by this CA (PEM); needs --tls-cert",
+    )
+    token = p.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token",
+        help="require 'authorization: Bearer TOKEN' metadata on every RPC (UNAUTHENTICATED "
+        "otherwise); grpc.health.v1 stays open for probes. Visible in `ps`: prefer --token-file",
+    )
+    token.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="as --token, the tokens read from FILE (one per line, # comments; any one is "
+        "accepted, so a new token can be added before the old one is removed)",
+    )
     p.set_defaults(func=_serve)
 
     def add_target(p: argparse.ArgumentParser) -> None:
         p.add_argument("--target", required=True, help="server address HOST:PORT")
         p.add_argument(
             "--timeout-s", type=float, default=30.0, help="per-call deadline (default: %(default)s)"
+        )
+        p.add_argument(
+            "--tls",
+            action="store_true",
+            help="speak TLS, checking the server certificate against the system CAs (implied "
+            "by the other --tls options)",
+        )
+        p.add_argument(
+            "--tls-ca", type=Path, metavar="PEM", help="CA that signed the server certificate"
+        )
+        p.add_argument(
+            "--tls-cert", type=Path, metavar="PEM", help="client certificate (mutual TLS)"
+        )
+        p.add_argument("--tls-key", type=Path, metavar="PEM", help="client certificate's key")
+        p.add_argument(
+            "--tls-server-name",
+            metavar="NAME",
+            help="check the server certificate against NAME instead of the target's host",
+        )
+        token = p.add_mutually_exclusive_group()
+        token.add_argument(
+            "--token",
+            help=f"bearer token sent on every call (default: ${TOKEN_ENV}; a token on the "
+            "command line is visible in `ps`)",
+        )
+        token.add_argument(
+            "--token-file", type=Path, metavar="FILE", help="read the token from FILE's first line"
         )
 
     p = sub.add_parser(
@@ -450,7 +608,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a UTF-8 file of texts, one per line ('-' reads stdin)",
     )
-    p.add_argument("files", nargs="*", metavar="FILE", help="PNG or JPEG image files")
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="PNG or JPEG image files, or WAV/FLAC audio files (by extension: .wav, .flac) for "
+        "an audio model",
+    )
     p.set_defaults(func=_embed)
 
     p = sub.add_parser(
@@ -531,6 +695,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="text models: a UTF-8 file of real validation texts, one per line (default: "
         "WordNet noun glosses from /usr/share/wordnet)",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        help="audio models (wav2vec 2.0 / HuBERT folders): longest clip the server accepts, "
+        "in seconds (default: 30)",
+    )
+    p.add_argument(
+        "--validation-audio",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="audio models: real speech files (WAV/FLAC) to validate on (default: Debian's "
+        "LibriVox and Asterisk recordings)",
     )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--repository", type=Path, help="write REPOSITORY/NAME/VERSION")

@@ -2,15 +2,19 @@
 
 Every failed call raises :class:`~ssl_serve.errors.RemoteError`, which carries the gRPC status
 code (``error.code``, a ``grpc.StatusCode``) and the server's message (``error.details``); the
-original ``grpc.RpcError`` is its ``__cause__``.
+original ``grpc.RpcError`` is its ``__cause__``. A client speaks TLS when given a CA (or
+``tls=True``), mutual TLS with a client certificate and key, and sends a bearer token on every
+call when given one.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -105,10 +109,30 @@ class EmbeddingClient:
         timeout_s: Deadline of each call, in seconds.
         max_message_bytes: Largest message sent or received, in bytes; keep it at or below
             the server's ``--max-message-mb``.
+        tls: Speak TLS, checking the server's certificate against the system's CAs (implied by
+            every other ``tls_`` argument).
+        tls_ca: CA certificate(s) that signed the server's certificate, PEM (a path or the
+            bytes); None uses the system's CAs.
+        tls_cert: Client certificate chain, PEM, for a server that requires client
+            certificates (mutual TLS); with ``tls_key``.
+        tls_key: The client certificate's private key, PEM (unencrypted).
+        tls_server_name: Name to check the server's certificate against instead of the
+            target's host, e.g. when connecting by IP address.
+        token: Bearer token sent on every call as metadata ``authorization: Bearer <token>``
+            (servers started with ``--token``/``--token-file``); the health checks of
+            :meth:`wait_until_serving` carry it too, though the server does not ask for it.
+
+    Raises:
+        ValueError: ``timeout_s`` <= 0, ``tls_cert`` without ``tls_key`` (or the reverse), or a
+            malformed token.
+        OSError: A TLS file cannot be read.
 
     Example:
         >>> with EmbeddingClient("127.0.0.1:50051") as client:  # doctest: +SKIP
         ...     emb = client.embed_images("fashion-mnist", [open("a.png", "rb").read()])
+        >>> secure = EmbeddingClient(  # doctest: +SKIP
+        ...     "embed.example.com:443", tls_ca="ca.pem", token=os.environ["SSL_SERVE_TOKEN"]
+        ... )
     """
 
     def __init__(
@@ -117,18 +141,43 @@ class EmbeddingClient:
         *,
         timeout_s: float = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: bool = False,
+        tls_ca: str | Path | bytes | None = None,
+        tls_cert: str | Path | bytes | None = None,
+        tls_key: str | Path | bytes | None = None,
+        tls_server_name: str | None = None,
+        token: str | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together (mutual TLS): give both or neither")
+        if token is not None and (not token or not all("!" <= c <= "~" for c in token)):
+            raise ValueError(
+                "token must be 1 or more visible ASCII characters without spaces "
+                f"(got {len(token)} characters)"
+            )
         self.target = target
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-            ],
-        )
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        self.tls = tls or any(x is not None for x in (tls_ca, tls_cert, tls_server_name))
+        if self.tls:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_pem(tls_ca),
+                private_key=_pem(tls_key),
+                certificate_chain=_pem(tls_cert),
+            )
+            if tls_server_name is not None:
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
+            self._raw_channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._raw_channel = grpc.insecure_channel(target, options=options)
+        self._channel: grpc.Channel = self._raw_channel
+        if token is not None:
+            self._channel = grpc.intercept_channel(self._raw_channel, _BearerToken(token))
         self._stub = embedding_pb2_grpc.EmbeddingServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
@@ -294,6 +343,70 @@ class EmbeddingClient:
         inputs = [embedding_pb2.Input(image=bytes(b)) for b in images]
         return self._embed_inputs(model, inputs, version=version, batch_size=batch_size)
 
+    def embed_audio(
+        self,
+        model: str,
+        files: Sequence[bytes],
+        *,
+        version: str = "",
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """Embed encoded audio files with an audio model, ``batch_size`` per request.
+
+        Args:
+            model: Model name.
+            files: N WAV or FLAC files' bytes, any rate and channel count; the server mixes
+                them down to mono and resamples them to the model's rate.
+            version: Model version; "" selects the highest.
+            batch_size: Files per request (>= 1).
+
+        Returns:
+            ``(N, D) float32`` embeddings in input order.
+
+        Raises:
+            ValueError: ``batch_size`` < 1.
+            RemoteError: A call failed; a bad file (undecodable, empty, NaN samples, longer than
+                the model's max_seconds) is INVALID_ARGUMENT naming its index.
+        """
+        inputs = [embedding_pb2.Input(audio=bytes(b)) for b in files]
+        return self._embed_inputs(model, inputs, version=version, batch_size=batch_size)
+
+    def embed_raw_audio(
+        self,
+        model: str,
+        clips: Sequence[np.ndarray],
+        sample_rate_hz: float,
+        *,
+        version: str = "",
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """Embed raw mono waveforms with an audio model (resampled by the server).
+
+        Args:
+            model: Model name.
+            clips: N arrays ``(T_i,)`` of samples in [-1, 1] (sent as little-endian float32).
+            sample_rate_hz: Their rate in Hz.
+            version: Model version; "" selects the highest.
+            batch_size: Clips per request (>= 1).
+
+        Returns:
+            ``(N, D) float32`` embeddings in input order.
+
+        Raises:
+            ValueError: ``batch_size`` < 1.
+            RemoteError: A call failed (INVALID_ARGUMENT for a bad clip or rate).
+        """
+        inputs = [
+            embedding_pb2.Input(
+                raw_audio=embedding_pb2.RawAudio(
+                    samples=np.ascontiguousarray(c, dtype="<f4").tobytes(),
+                    sample_rate_hz=sample_rate_hz,
+                )
+            )
+            for c in clips
+        ]
+        return self._embed_inputs(model, inputs, version=version, batch_size=batch_size)
+
     def embed_tensors(
         self, model: str, tensors: np.ndarray, *, version: str = "", batch_size: int = 256
     ) -> np.ndarray:
@@ -436,7 +549,7 @@ class EmbeddingClient:
 
     def close(self) -> None:
         """Close the channel."""
-        self._channel.close()
+        self._raw_channel.close()
 
     def __enter__(self) -> EmbeddingClient:
         return self
@@ -546,6 +659,61 @@ class EmbeddingClient:
             return method(request, timeout=self.timeout_s)
         except grpc.RpcError as e:
             raise RemoteError(e.code(), e.details() or "") from e
+
+
+def _pem(value: str | Path | bytes | None) -> bytes | None:
+    """PEM bytes given as bytes or as a file path (None stays None)."""
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
+
+
+class _CallDetails(
+    collections.namedtuple(
+        "_CallDetails",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,
+):
+    """Client call details with metadata added (grpc.ClientCallDetails is abstract)."""
+
+
+class _BearerToken(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds ``authorization: Bearer <token>`` to the metadata of every call of a channel.
+
+    An interceptor rather than call credentials, which gRPC sends over TLS only: behind a
+    TLS-terminating proxy the hop to the proxy may be plaintext on the same host.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: Any) -> _CallDetails:
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            [*(details.metadata or ()), self._header],
+            details.credentials,
+            details.wait_for_ready,
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._with_token(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._with_token(details), requests)
 
 
 def _embeddings(response: embedding_pb2.EmbedResponse) -> np.ndarray:

@@ -43,6 +43,32 @@ class RequestTooLargeError(SslServeError):
     """A request holds more inputs (or bytes) than the server accepts in one call."""
 
 
+class QueueFullError(SslServeError):
+    """A model's request queue is full (``--max-queue-size``): the server is overloaded.
+
+    The message says how many requests wait and what to do (retry later with backoff, or on
+    another replica); the status is RESOURCE_EXHAUSTED.
+    """
+
+
+class RequestDroppedError(SslServeError):
+    """A queued request was dropped before it ran because its client cancelled it.
+
+    The client is gone, so nobody reads the status (CANCELLED); it is counted in the metrics.
+    """
+
+
+class RequestDeadlineError(RequestDroppedError):
+    """A queued request was dropped before it ran because its deadline had passed.
+
+    Status DEADLINE_EXCEEDED (the client has usually seen it already from its own deadline).
+    """
+
+
+class UnauthenticatedError(SslServeError):
+    """A call carried no bearer token, or a wrong one, to a server started with ``--token``."""
+
+
 class ModelNotFoundError(SslServeError, LookupError):
     """No model (or no such version of it) in the repository.
 
@@ -114,6 +140,10 @@ _STATUS_CODES: dict[type[SslServeError], grpc.StatusCode] = {
     UnsupportedModalityError: grpc.StatusCode.INVALID_ARGUMENT,
     NotAClassifierError: grpc.StatusCode.FAILED_PRECONDITION,
     RequestTooLargeError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    QueueFullError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    RequestDroppedError: grpc.StatusCode.CANCELLED,
+    RequestDeadlineError: grpc.StatusCode.DEADLINE_EXCEEDED,
+    UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
     ModelNotFoundError: grpc.StatusCode.NOT_FOUND,
     ModelNotReadyError: grpc.StatusCode.UNAVAILABLE,
     BundleError: grpc.StatusCode.INTERNAL,
@@ -148,9 +178,14 @@ __all__ = [
     "InvalidInputError",
     "ModelNotFoundError",
     "ModelNotReadyError",
+    "NotAClassifierError",
+    "QueueFullError",
     "RemoteError",
+    "RequestDeadlineError",
+    "RequestDroppedError",
     "RequestTooLargeError",
     "SslServeError",
+    "UnauthenticatedError",
     "UnsupportedModalityError",
     "grpc_status_code",
 ]

@@ -1,8 +1,23 @@
-"""Export a training checkpoint or a local Hugging Face text model as a served bundle (needs the `ssl-serve[export]` extra: torch).
+"""Export a training checkpoint, a local Hugging Face text or speech model, or ssl-models' speech
+encoder as a served bundle (needs the `ssl-serve[export]` extra: torch).
 
 The serving runtime never imports this package.
 """
 
+from ssl_serve.export.audio_export import (
+    AUDIO_MODEL_TYPES,
+    default_validation_recordings,
+    export_audio_encoder,
+    export_hf_audio_model,
+    export_speech_encoder,
+    is_audio_model_dir,
+    zero_mean_unit_var,
+)
+from ssl_serve.export.audio_graph import (
+    AudioEmbeddingModel,
+    conv_output_lengths,
+    export_audio_onnx,
+)
 from ssl_serve.export.bundle_export import export_checkpoint
 from ssl_serve.export.checkpoint import (
     Checkpoint,
@@ -27,7 +42,9 @@ from ssl_serve.export.onnx_graph import (
 from ssl_serve.export.text_graph import TextEmbeddingModel, export_text_onnx, pool_tokens
 from ssl_serve.export.validate import (
     compare_embeddings,
+    onnx_audio_embeddings,
     pytorch_text_embeddings,
+    validate_audio_export,
     validate_export,
     validate_probabilities,
     validate_text_export,
@@ -40,6 +57,8 @@ from ssl_serve.export.variants import (
 )
 
 __all__ = [
+    "AUDIO_MODEL_TYPES",
+    "AudioEmbeddingModel",
     "Checkpoint",
     "ClassifierHead",
     "ClassifierModel",
@@ -47,24 +66,34 @@ __all__ = [
     "SentenceTransformersConfig",
     "TextEmbeddingModel",
     "compare_embeddings",
+    "conv_output_lengths",
+    "default_validation_recordings",
+    "export_audio_encoder",
+    "export_audio_onnx",
     "export_checkpoint",
+    "export_hf_audio_model",
     "export_hf_model",
     "export_onnx",
+    "export_speech_encoder",
     "export_text_onnx",
     "fold_batch_norm",
     "image_preprocessing_from_recipe",
+    "is_audio_model_dir",
     "load_checkpoint",
     "load_classifier_head",
     "make_variants",
     "matmul_outlier_ranking",
+    "onnx_audio_embeddings",
     "optimize_onnx",
     "pool_tokens",
     "pytorch_text_embeddings",
     "quantize_int8",
     "read_sentence_transformers_config",
     "resolve_checkpoint_dir",
+    "validate_audio_export",
     "validate_export",
     "validate_probabilities",
     "validate_text_export",
     "wordnet_validation_texts",
+    "zero_mean_unit_var",
 ]

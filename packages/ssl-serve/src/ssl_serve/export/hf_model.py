@@ -1,5 +1,8 @@
 """`export_hf_model`: a local Hugging Face (sentence-transformers) text model to a text bundle.
 
+A wav2vec 2.0 / HuBERT folder goes to :func:`~ssl_serve.export.audio_export.export_hf_audio_model`
+instead (an audio bundle).
+
 Reads the folder offline (no hub access): ``config.json`` + weights through transformers'
 ``AutoModel``, ``tokenizer.json``, and, when present, sentence-transformers' ``modules.json``,
 ``1_Pooling/config.json`` (pooling mode) and ``sentence_bert_config.json`` (max sequence length).
@@ -21,6 +24,7 @@ import torch
 
 from ssl_serve.bundle import TOKENIZER_FILE, Bundle, TensorSpec, TextPreprocessing, write_bundle
 from ssl_serve.errors import CheckpointError, InvalidInputError
+from ssl_serve.export.audio_export import export_hf_audio_model, is_audio_model_dir
 from ssl_serve.export.bundle_export import (
     _check_name,
     _check_replaceable,
@@ -161,8 +165,14 @@ def export_hf_model(
     optimize: bool = False,
     quantize: str | None = None,
     int8_min_cosine: float = INT8_MIN_COSINE,
+    max_seconds: float | None = None,
+    validation_audio: Sequence[str | Path] | None = None,
 ) -> dict[str, Any]:
     """Export a local Hugging Face text encoder as a text bundle (pooling + L2 norm in graph).
+
+    A folder whose ``config.json`` names a wav2vec 2.0 or HuBERT model is exported as an audio
+    bundle by :func:`~ssl_serve.export.audio_export.export_hf_audio_model` (``max_seconds``
+    and ``validation_audio`` apply to it; ``max_length`` and ``validation_texts`` do not).
 
     Loads the model with ``AutoModel`` (offline, eager attention, float32, eval mode), wraps it
     in :class:`~ssl_serve.export.text_graph.TextEmbeddingModel`, exports it with dynamic batch
@@ -194,13 +204,16 @@ def export_hf_model(
         quantize: "int8" stores a dynamic int8 model (optimised afterwards with
             ``optimize``), validated to a min cosine of ``int8_min_cosine`` against PyTorch.
         int8_min_cosine: Smallest accepted int8 cosine similarity with PyTorch.
+        max_seconds: Audio models: longest clip the server accepts, in seconds (default 30).
+        validation_audio: Audio models: real speech files (WAV/FLAC) for validation; None
+            uses the Debian LibriVox and Asterisk recordings.
 
     Returns:
         The bundle.json contents written (validation figures under ``"validation"``).
 
     Raises:
-        InvalidInputError: Bad ``name``/``version``/``pooling``/``max_length``, or no
-            validation texts.
+        InvalidInputError: Bad ``name``/``version``/``pooling``/``max_length``, no
+            validation texts, or an option of the other modality.
         CheckpointError: The folder lacks ``tokenizer.json`` or cannot be loaded.
         FileExistsError: ``output`` exists and may not be replaced.
         ExportValidationError: onnxruntime disagrees with PyTorch beyond ``tolerance``, the
@@ -209,6 +222,36 @@ def export_hf_model(
     """
     from transformers import AutoConfig, AutoModel
 
+    if is_audio_model_dir(model_dir):
+        text_only = {
+            "pooling": pooling not in (None, "mean"),
+            "max_length": max_length is not None,
+            "validation_texts": validation_texts is not None,
+        }
+        if any(text_only.values()):
+            given = [k for k, v in text_only.items() if v]
+            raise InvalidInputError(
+                f"{model_dir} is an audio model; {given} apply to text models only"
+            )
+        return export_hf_audio_model(
+            model_dir,
+            output,
+            name=name,
+            version=version,
+            max_seconds=30.0 if max_seconds is None else max_seconds,
+            validation_audio=validation_audio,
+            tolerance=tolerance,
+            opset=opset,
+            overwrite=overwrite,
+            optimize=optimize,
+            quantize=quantize,
+            int8_min_cosine=int8_min_cosine,
+        )
+    if max_seconds is not None or validation_audio is not None:
+        raise InvalidInputError(
+            f"{model_dir} is a text model; max_seconds and validation_audio apply to audio "
+            "models only"
+        )
     _check_name(name, version)
     folder = Path(model_dir)
     output = Path(output)

@@ -13,14 +13,14 @@ from torch import nn
 from ssl_serve.bundle import PROBABILITIES_OUTPUT, ImagePreprocessing, TextPreprocessing
 from ssl_serve.errors import ExportValidationError
 from ssl_serve.export.onnx_graph import INPUT_NAME, OUTPUT_NAME
-from ssl_serve.preprocess import normalize_pixels
+from ssl_serve.preprocess import normalize_pixels, pad_audio
 from ssl_serve.preprocess.text import (
     TextTokenizer,
     TokenizedTexts,
     length_sorted_batches,
     pad_sequences,
 )
-from ssl_serve.runtime import OnnxEmbedder, OnnxTextEmbedder
+from ssl_serve.runtime import OnnxEmbedder, OnnxTextEmbedder, create_session
 
 
 def compare_embeddings(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
@@ -307,6 +307,87 @@ def validate_text_export(
             f"tokenizer_mismatches = {mismatches}: the server's tokenisation of "
             f"{mismatches} of {len(texts)} texts differs from transformers' AutoTokenizer"
         )
+    if failures:
+        raise ExportValidationError(
+            f"{onnx_path} failed validation: {'; '.join(failures)}", figures
+        )
+    return figures
+
+
+def onnx_audio_embeddings(
+    onnx_path: Path, clips: Sequence[np.ndarray], *, batch_size: int, intra_op_threads: int = 1
+) -> np.ndarray:
+    """An audio graph's embeddings of clips run in input order, ``batch_size`` at a time.
+
+    Each chunk is zero-padded to its longest clip (:func:`~ssl_serve.preprocess.pad_audio`,
+    the server's padding), so short clips sit beside long ones: equal results at several
+    batch sizes prove the dynamic axes and that padding does not reach the pooled output.
+
+    Args:
+        onnx_path: An audio bundle's `model.onnx` (inputs ``input_values``, ``attention_mask``).
+        clips: N arrays ``(T_i,) float32`` at the model's rate.
+        batch_size: Clips per ``session.run``.
+        intra_op_threads: onnxruntime threads.
+
+    Returns:
+        ``(N, D) float32``, in input order.
+    """
+    session = create_session(onnx_path, intra_op_threads, ["CPUExecutionProvider"])
+    chunks = [
+        session.run([OUTPUT_NAME], pad_audio(clips[i : i + batch_size]))[0]
+        for i in range(0, len(clips), batch_size)
+    ]
+    return np.concatenate(chunks, axis=0).astype(np.float32)
+
+
+def validate_audio_export(
+    onnx_path: Path,
+    reference: np.ndarray,
+    clips: Sequence[np.ndarray],
+    *,
+    batch_sizes: Sequence[int],
+    tolerance: float = 1e-4,
+) -> dict[str, Any]:
+    """Check an exported audio bundle against PyTorch's embeddings of the same real clips.
+
+    ``reference`` should come from running PyTorch on each clip alone (no padding), the
+    clips being the server's preprocessing of real recordings; onnxruntime embeds them in
+    padded chunks of each batch size (:func:`onnx_audio_embeddings`).
+
+    Args:
+        onnx_path: The exported ``model.onnx``.
+        reference: ``(N, D) float32`` PyTorch embeddings of ``clips``, one clip at a time.
+        clips: N arrays ``(T_i,) float32`` at the model's rate, of different lengths.
+        batch_sizes: Chunk sizes for onnxruntime; include N (every clip padded to the longest)
+            and sizes other than the export's.
+        tolerance: Largest accepted max_abs_diff, 1 - min_cosine and norm error.
+
+    Returns:
+        ``max_abs_diff``, ``min_cosine``, ``max_norm_error`` (worst over the batch sizes),
+        ``tolerance``, ``num_inputs``, ``batch_sizes``.
+
+    Raises:
+        ExportValidationError: A figure is beyond ``tolerance``.
+    """
+    worst: dict[str, float] = {"max_abs_diff": 0.0, "min_cosine": 1.0, "max_norm_error": 0.0}
+    for size in batch_sizes:
+        f = compare_embeddings(reference, onnx_audio_embeddings(onnx_path, clips, batch_size=size))
+        worst["max_abs_diff"] = max(worst["max_abs_diff"], f["max_abs_diff"])
+        worst["min_cosine"] = min(worst["min_cosine"], f["min_cosine"])
+        worst["max_norm_error"] = max(worst["max_norm_error"], f["max_norm_error"])
+    figures: dict[str, Any] = {
+        **worst,
+        "tolerance": tolerance,
+        "num_inputs": len(clips),
+        "batch_sizes": list(batch_sizes),
+    }
+    failures = [
+        f"{k} = {figures[k]:.3g} > tolerance {tolerance:g}"
+        for k in ("max_abs_diff", "max_norm_error")
+        if not figures[k] <= tolerance
+    ]
+    if not figures["min_cosine"] >= 1.0 - tolerance:
+        failures.append(f"min_cosine = {figures['min_cosine']:.8f} < 1 - tolerance")
     if failures:
         raise ExportValidationError(
             f"{onnx_path} failed validation: {'; '.join(failures)}", figures

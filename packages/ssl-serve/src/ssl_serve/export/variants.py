@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,7 @@ def quantize_int8(
     feeds: Mapping[str, np.ndarray],
     validate: Validator,
     min_cosine: float = INT8_MIN_COSINE,
+    op_types: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Dynamic int8 quantisation of ``source``'s weights, validated, written to ``target``.
 
@@ -130,12 +131,15 @@ def quantize_int8(
         feeds: Real model inputs for the outlier ranking.
         validate: Validates a model file against PyTorch (see :data:`Validator`).
         min_cosine: Smallest accepted cosine similarity between int8 and PyTorch embeddings.
+        op_types: Operator types to quantise, e.g. ``("MatMul",)``; None quantises every
+            type ``quantize_dynamic`` supports (convolutions included).
 
     Returns:
         The int8 figures: ``max_abs_diff``, ``min_cosine``, ``max_norm_error``,
         ``model_bytes``, ``weight_type``, ``per_channel``, ``min_cosine_required``,
         ``float_matmuls`` (name -> outlier ratio of the MatMuls kept in float),
-        ``quantized_matmuls`` (weight MatMuls in int8; convolutions are quantised too).
+        ``quantized_matmuls`` (weight MatMuls in int8; convolutions are quantised too unless
+        ``op_types`` leaves them out), and ``op_types`` when given.
 
     Raises:
         ExportValidationError: Even with every weight MatMul in float, the min cosine stays
@@ -159,6 +163,7 @@ def quantize_int8(
                 weight_type=QuantType.QInt8,
                 per_channel=True,
                 nodes_to_exclude=ranking[:kept],
+                op_types_to_quantize=list(op_types) if op_types is not None else None,
                 # Shape inference cannot type the outputs of onnxruntime's fused operators
                 # (an optimised model's); they are float.
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -173,6 +178,8 @@ def quantize_int8(
                 float_matmuls={name: round(ratios[name], 1) for name in ranking[:kept]},
                 quantized_matmuls=len(ranking) - kept,
             )
+            if op_types is not None:
+                figures["op_types"] = list(op_types)
             if figures["min_cosine"] >= min_cosine:
                 return figures
             if kept >= len(ranking):
@@ -195,6 +202,7 @@ def make_variants(
     validate: Validator,
     tolerance: float,
     int8_min_cosine: float = INT8_MIN_COSINE,
+    int8_op_types: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Replace a validated fp32 ``model.onnx`` by its requested variants; return their figures.
 
@@ -208,6 +216,7 @@ def make_variants(
         validate: Validates a model file against PyTorch (see :data:`Validator`).
         tolerance: The export's tolerance (max abs diff, 1 - min cosine) for the optimised model.
         int8_min_cosine: Smallest accepted int8 cosine similarity with PyTorch.
+        int8_op_types: Operator types int8 quantises (see :func:`quantize_int8`); None: all.
 
     Returns:
         Keys to merge into bundle.json's ``validation``: ``model`` ("fp32", "optimized", "int8"
@@ -228,7 +237,12 @@ def make_variants(
         # CNN's FusedConv would stay float), and quant_pre_process optimises on its own.
         quantized = model_path.with_name("model.int8.onnx")
         result["int8"] = quantize_int8(
-            current, quantized, feeds=feeds, validate=validate, min_cosine=int8_min_cosine
+            current,
+            quantized,
+            feeds=feeds,
+            validate=validate,
+            min_cosine=int8_min_cosine,
+            op_types=int8_op_types,
         )
         current = quantized
         stages.append("int8")

@@ -1,5 +1,21 @@
-"""Server-side preprocessing (numpy, Pillow and tokenizers only, never torch)."""
+"""Server-side preprocessing (numpy, Pillow, tokenizers, soundfile and soxr only, never torch)."""
 
+from ssl_serve.preprocess.audio import (
+    AUDIO_FORMATS,
+    DEFAULT_MAX_BATCH_SECONDS,
+    audio_batches,
+    audio_feeds,
+    clips_from_padded,
+    decode_audio,
+    pad_audio,
+    preprocess_audio,
+    preprocess_audio_inputs,
+    preprocess_audio_tensor,
+    preprocess_raw_audio,
+    raw_audio_samples,
+    resample_audio,
+    warm_up_feeds,
+)
 from ssl_serve.preprocess.image import (
     DEFAULT_MAX_PIXELS,
     IMAGE_FORMATS,
@@ -19,17 +35,31 @@ from ssl_serve.preprocess.text import (
 )
 
 __all__ = [
+    "AUDIO_FORMATS",
+    "DEFAULT_MAX_BATCH_SECONDS",
     "DEFAULT_MAX_PIXELS",
     "IMAGE_FORMATS",
     "TextTokenizer",
     "TokenizedTexts",
+    "audio_batches",
+    "audio_feeds",
+    "clips_from_padded",
+    "decode_audio",
     "decode_image",
     "decode_tensor",
     "decode_token_ids",
     "image_to_array",
     "length_sorted_batches",
     "normalize_pixels",
+    "pad_audio",
     "pad_sequences",
+    "preprocess_audio",
+    "preprocess_audio_inputs",
+    "preprocess_audio_tensor",
     "preprocess_image",
     "preprocess_images",
+    "preprocess_raw_audio",
+    "raw_audio_samples",
+    "resample_audio",
+    "warm_up_feeds",
 ]

@@ -7,20 +7,33 @@ from ssl_serve.server.app import (
     format_address,
     run_until_signal,
 )
+from ssl_serve.server.batcher import BatchingConfig, DynamicBatcher, ModelBatcher, TextRows
 from ssl_serve.server.metrics import MetricsEndpoint, ServerMetrics
 from ssl_serve.server.models import InferenceResult, LoadedModel, ModelRegistry
+from ssl_serve.server.security import (
+    BearerTokenInterceptor,
+    read_token_file,
+    server_credentials,
+)
 from ssl_serve.server.service import EmbeddingServicer
 
 __all__ = [
     "EMBEDDING_SERVICE",
+    "BatchingConfig",
+    "BearerTokenInterceptor",
+    "DynamicBatcher",
     "EmbeddingServer",
     "EmbeddingServicer",
     "InferenceResult",
     "LoadedModel",
     "MetricsEndpoint",
+    "ModelBatcher",
     "ModelRegistry",
     "ServerConfig",
     "ServerMetrics",
+    "TextRows",
     "format_address",
+    "read_token_file",
     "run_until_signal",
+    "server_credentials",
 ]

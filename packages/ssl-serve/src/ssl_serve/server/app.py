@@ -1,4 +1,8 @@
-"""The gRPC server process: EmbeddingService, KServe v2, grpc.health.v1, reflection, shutdown."""
+"""The gRPC server process: EmbeddingService, KServe v2, grpc.health.v1, reflection, shutdown.
+
+Requests reach the models through the dynamic batcher (:mod:`ssl_serve.server.batcher`); TLS,
+mutual TLS and bearer tokens are set up here from :mod:`ssl_serve.server.security`.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,10 @@ from grpc_reflection.v1alpha import reflection
 from ssl_serve.errors import BundleError, SslServeError
 from ssl_serve.preprocess import DEFAULT_MAX_PIXELS
 from ssl_serve.repository import ModelRepository, empty_repository_hint
+from ssl_serve.server.batcher import BatchingConfig, DynamicBatcher
 from ssl_serve.server.metrics import MetricsEndpoint, ServerMetrics
 from ssl_serve.server.models import ModelRegistry
+from ssl_serve.server.security import BearerTokenInterceptor, server_credentials
 from ssl_serve.server.service import EmbeddingServicer
 from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
 
@@ -41,17 +47,31 @@ class ServerConfig:
         host: Interface to listen on, e.g. "127.0.0.1", "0.0.0.0" or "[::]".
         port: TCP port; 0 picks a free one (see :attr:`EmbeddingServer.port`).
         intra_op_threads: onnxruntime threads per model; None = available CPUs, at most 8.
-        max_batch_size: Largest batch per onnxruntime run; bigger requests run in chunks.
-        max_batch_tokens: Text models: most padded tokens (sequences x longest length) per
-            onnxruntime run; texts are sorted by length and padded per sub-batch.
+        max_batch_size: Most inputs the dynamic batcher merges from several requests into one
+            batch, and most per onnxruntime run; a bigger request runs alone, in chunks.
+        max_batch_tokens: Text models: most real tokens merged into one batch, and most
+            padded tokens (sequences x longest length) per onnxruntime run; the texts of a
+            batch are sorted by length and padded per sub-batch.
+        max_queue_delay_ms: Longest wait, in milliseconds, for more requests to join a batch
+            (only while more requests for the model are being decoded or tokenised); 0
+            never waits.
+        max_queue_size: Most requests waiting per model version; more are RESOURCE_EXHAUSTED.
         max_message_bytes: Largest request or response message, in bytes.
-        workers: Threads handling RPCs (decoding images runs on them).
+        workers: Threads handling RPCs (decoding images runs on them; each waits there while
+            its request is queued or running, so it also bounds the requests one batch can
+            merge).
         max_concurrent_rpcs: RPCs in flight before new ones get RESOURCE_EXHAUSTED.
         max_inputs_per_request: Inputs per Embed call before RESOURCE_EXHAUSTED.
         max_image_pixels: Largest width x height of one image, in pixels.
         grace_s: Seconds in-flight RPCs get to finish on shutdown.
         metrics_port: TCP port of the Prometheus metrics HTTP endpoint on ``host``; None
             (the default) serves no metrics, 0 picks a free port.
+        tls_cert: Server certificate chain, PEM; with ``tls_key``, the port speaks TLS only.
+        tls_key: The certificate's private key, PEM (unencrypted).
+        tls_client_ca: CA certificate(s), PEM: require client certificates signed by them
+            (mutual TLS); needs ``tls_cert``.
+        tokens: Bearer tokens accepted (any one); when set, every RPC but grpc.health.v1 must
+            carry metadata ``authorization: Bearer <token>`` or is UNAUTHENTICATED.
     """
 
     repository: Path
@@ -67,6 +87,22 @@ class ServerConfig:
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     grace_s: float = 10.0
     metrics_port: int | None = None
+    max_queue_delay_ms: float = 2.0
+    max_queue_size: int = 64
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    tokens: tuple[str, ...] = ()
+
+    @property
+    def batching(self) -> BatchingConfig:
+        """The dynamic batcher's limits."""
+        return BatchingConfig(
+            max_batch_size=self.max_batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+            max_queue_delay_s=self.max_queue_delay_ms / 1000,
+            max_queue_size=self.max_queue_size,
+        )
 
 
 def format_address(host: str, port: int) -> str:
@@ -90,13 +126,21 @@ class EmbeddingServer:
     Args:
         config: Server settings.
 
+    With ``config.tls_cert``/``tls_key`` the port speaks TLS only (``tls_client_ca``: mutual
+    TLS); with ``config.tokens`` every RPC but grpc.health.v1 needs a bearer token.
+
     Raises:
         BundleError: The repository holds no model version, or it or one of its bundles is
             invalid.
+        SslServeError: A TLS file cannot be read, a TLS option lacks its partner, or a token
+            is malformed.
+        ValueError: A batching limit is out of range.
     """
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        self._credentials = _credentials(config)
+        batching = config.batching
         repository = ModelRepository(config.repository)
         if len(repository) == 0:
             raise BundleError(config.repository, empty_repository_hint(config.repository))
@@ -109,7 +153,11 @@ class EmbeddingServer:
         self.metrics = ServerMetrics(repository.names())
         self.metrics.track_models_loaded(lambda: sum(m.ready for m in self.registry.models()))
         self._metrics_endpoint: MetricsEndpoint | None = None
+        self.batcher = DynamicBatcher(self.registry, batching, self.metrics)
         self.health = health.HealthServicer(experimental_non_blocking=True)
+        interceptors = []
+        if config.tokens:
+            interceptors.append(BearerTokenInterceptor(config.tokens, metrics=self.metrics))
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
@@ -120,9 +168,11 @@ class EmbeddingServer:
                 # bind too and the kernel would split connections between the two.
                 ("grpc.so_reuseport", 0),
             ],
+            interceptors=interceptors,
         )
         servicer = EmbeddingServicer(
             self.registry,
+            batcher=self.batcher,
             max_inputs_per_request=config.max_inputs_per_request,
             max_image_pixels=config.max_image_pixels,
             metrics=self.metrics,
@@ -137,6 +187,7 @@ class EmbeddingServer:
         kserve.add_to_server(
             kserve.KServeServicer(
                 self.registry,
+                batcher=self.batcher,
                 is_ready=self._ready.is_set,
                 max_batch_size=config.max_inputs_per_request,
                 metrics=self.metrics,
@@ -182,7 +233,10 @@ class EmbeddingServer:
         """
         address = format_address(self.config.host, self.config.port)
         try:
-            port = self._server.add_insecure_port(address)
+            if self._credentials is None:
+                port = self._server.add_insecure_port(address)
+            else:
+                port = self._server.add_secure_port(address, self._credentials)
         except RuntimeError as e:
             raise SslServeError(
                 f"cannot listen on {address} (address in use? not a local address?): {e}"
@@ -200,12 +254,15 @@ class EmbeddingServer:
                 raise
             self._metrics_endpoint = endpoint
             self.metrics_port = endpoint.port
+        self.batcher.start()
         self._server.start()
+        log.info("%s", self.security_summary)
         t0 = time.perf_counter()
         try:
             self.registry.load_all(on_model_ready=lambda name: self.health.set(name, _SERVING))
         except BaseException:
             self._server.stop(None)
+            self.batcher.stop()
             self._stop_metrics()
             raise
         self.health.set("", _SERVING)
@@ -229,7 +286,21 @@ class EmbeddingServer:
         self._ready.clear()
         self.health.enter_graceful_shutdown()
         self._server.stop(grace).wait()
+        self.batcher.stop()
         self._stop_metrics()
+
+    @property
+    def security_summary(self) -> str:
+        """One line on transport security and authentication, e.g. for the log."""
+        c = self.config
+        if c.tls_cert is None:
+            transport = "plaintext (no TLS)"
+        elif c.tls_client_ca is None:
+            transport = "TLS"
+        else:
+            transport = "mutual TLS (client certificates required)"
+        auth = f"bearer token ({len(c.tokens)} accepted)" if c.tokens else "no token"
+        return f"transport: {transport}; authentication: {auth}; grpc.health.v1 open"
 
     @property
     def metrics_address(self) -> str | None:
@@ -257,6 +328,24 @@ class EmbeddingServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """The server's TLS credentials (None: plaintext), after checking the options agree."""
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise SslServeError("--tls-cert and --tls-key go together: give both, or neither")
+    if config.tls_cert is None or config.tls_key is None:
+        if config.tls_client_ca is not None:
+            raise SslServeError(
+                "--tls-client-ca (mutual TLS) needs TLS: give --tls-cert and --tls-key too"
+            )
+        if config.tokens:
+            log.warning(
+                "bearer tokens over plaintext: anyone on the network path can read them; "
+                "use --tls-cert/--tls-key, or a TLS-terminating proxy on the same host"
+            )
+        return None
+    return server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
 
 
 def run_until_signal(server: EmbeddingServer, on_ready: Callable[[], None] | None = None) -> int:

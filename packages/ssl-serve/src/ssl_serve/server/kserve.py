@@ -17,8 +17,10 @@ import grpc
 import numpy as np
 
 from ssl_serve import __version__
-from ssl_serve.bundle import TensorSpec, TextPreprocessing
+from ssl_serve.bundle import AudioPreprocessing, TensorSpec, TextPreprocessing
 from ssl_serve.errors import InvalidInputError, RequestTooLargeError, SslServeError
+from ssl_serve.preprocess.audio import clips_from_padded
+from ssl_serve.server.batcher import Arrival, DynamicBatcher, TextRows
 from ssl_serve.server.metrics import ServerMetrics
 from ssl_serve.server.models import InferenceResult, LoadedModel, ModelRegistry
 from ssl_serve.server.service import grpc_errors
@@ -66,8 +68,13 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     ``raw_input_contents`` (what tritonclient does) and in typed ``contents`` when it sent typed
     contents; a requested output's ``binary_data`` bool parameter overrides.
 
+    Rows run through the dynamic batcher, merged with other requests: a text request's rows
+    lose their trailing padding (mask 0) and are padded again with their batch's sub-batch,
+    which pooling by the attention mask does not see.
+
     Args:
         registry: The models served.
+        batcher: The dynamic batcher of ``registry``'s models.
         is_ready: Whether the server is ready (every model warmed, not draining).
         max_batch_size: Largest B in one ModelInfer call; more is RESOURCE_EXHAUSTED.
         metrics: Where calls, latencies and inputs are counted; None counts nothing.
@@ -77,11 +84,13 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         self,
         registry: ModelRegistry,
         *,
+        batcher: DynamicBatcher,
         is_ready: Callable[[], bool],
         max_batch_size: int = 4096,
         metrics: ServerMetrics | None = None,
     ) -> None:
         self.registry = registry
+        self.batcher = batcher
         self.is_ready = is_ready
         self.max_batch_size = max_batch_size
         self.metrics = metrics
@@ -158,7 +167,9 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
                     f"requested output {name!r} is not an output of model "
                     f"{model.entry.name!r}; outputs: {available}"
                 )
-        arrays, result = self._run(model, self._decode_inputs(model, request), wanted)
+        with self.batcher.for_model(model).arrival() as arrival:
+            tensors = self._decode_inputs(model, request)
+            arrays, result = self._run(model, tensors, wanted, arrival, context)
         if self.metrics is not None:
             self.metrics.observe_inference(
                 "ModelInfer",
@@ -240,16 +251,28 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         return tensors
 
     def _run(
-        self, model: LoadedModel, tensors: dict[str, np.ndarray], outputs: list[str]
+        self,
+        model: LoadedModel,
+        tensors: dict[str, np.ndarray],
+        outputs: list[str],
+        arrival: Arrival,
+        context: grpc.ServicerContext,
     ) -> tuple[dict[str, np.ndarray], InferenceResult]:
-        """The requested outputs by name (one model pass) and the timing."""
+        """The requested outputs by name (one model pass, batched) and the timing."""
         prep = model.bundle.preprocessing
+        if isinstance(prep, AudioPreprocessing):
+            # Cut at each row's real length (checked), then run as Embed does.
+            clips = clips_from_padded(tensors["input_values"], tensors["attention_mask"], prep)
+            return self.registry.run_audio(model, clips, outputs)
         if not isinstance(prep, TextPreprocessing):
-            return model.run_outputs(tensors[model.bundle.input.name], outputs)
+            batch = tensors[model.bundle.input.name]
+            return arrival.run_images(batch, outputs, method="ModelInfer", call=context)
         ids, mask = tensors["input_ids"], tensors["attention_mask"]
         _check_text(model, ids, mask, prep)
-        result = model.run_padded(ids, mask, tensors.get("token_type_ids"))
-        return {model.bundle.output.name: result.embeddings}, result
+        rows = TextRows.from_padded(ids, mask, tensors.get("token_type_ids"))
+        output = model.bundle.output.name
+        result = arrival.run_text(rows, output, method="ModelInfer", call=context)
+        return {output: result.embeddings}, result
 
 
 def _decode_tensor(

@@ -52,12 +52,19 @@ class ServerMetrics:
       ServerLive, ...).
     - ``ssl_serve_request_duration_seconds`` (histogram; ``model``, ``method``): handler time.
     - ``ssl_serve_queue_seconds`` / ``ssl_serve_inference_seconds`` (histograms; ``model``,
-      ``method``): waiting for the model (it runs one batch at a time) / in onnxruntime, per
-      request that reached the model.
+      ``method``): waiting in the model's batch queue (for the batch to fill and for the model,
+      which runs one batch at a time) / in onnxruntime (the whole batch the request ran in),
+      per request that ran.
     - ``ssl_serve_request_inputs`` (histogram; ``model``, ``method``): inputs per request.
     - ``ssl_serve_inputs`` / ``ssl_serve_tokens`` (counters; ``model``, ``method``): inputs run
       by the model, and tokens read (text models; special tokens in, padding out).
     - ``ssl_serve_models_loaded`` (gauge): model versions loaded and warmed.
+    - ``ssl_serve_batch_size`` / ``ssl_serve_batch_requests`` (histograms; ``model``): inputs,
+      and requests, per batch the dynamic batcher ran (requests of several clients merged).
+    - ``ssl_serve_dropped_requests`` (counter; ``model``, ``reason``): requests the batcher did
+      not run: ``deadline`` (the deadline passed while queued), ``cancelled`` (the client
+      cancelled), ``queue_full`` (refused with RESOURCE_EXHAUSTED at ``--max-queue-size``).
+    - ``ssl_serve_queue_depth`` (gauge; ``model``): requests waiting in the model's queue.
 
     Args:
         model_names: Names of the repository's models (label values allowed for ``model``).
@@ -82,14 +89,15 @@ class ServerMetrics:
         )
         self.queue_seconds = Histogram(
             "ssl_serve_queue_seconds",
-            "Time a request waited for its model (one batch runs at a time), in seconds",
+            "Time a request waited in its model's batch queue (one batch runs at a time), "
+            "in seconds",
             ["model", "method"],
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
         self.inference_seconds = Histogram(
             "ssl_serve_inference_seconds",
-            "Time a request spent in onnxruntime, in seconds",
+            "Time in onnxruntime of the batch a request ran in, in seconds",
             ["model", "method"],
             buckets=LATENCY_BUCKETS_S,
             registry=r,
@@ -112,6 +120,32 @@ class ServerMetrics:
         )
         self.models_loaded = Gauge(
             "ssl_serve_models_loaded", "Model versions loaded and warmed", registry=r
+        )
+        self.batch_size = Histogram(
+            "ssl_serve_batch_size",
+            "Inputs per batch the dynamic batcher ran (requests of several clients merged)",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_requests = Histogram(
+            "ssl_serve_batch_requests",
+            "Requests merged into one batch by the dynamic batcher",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.dropped = Counter(
+            "ssl_serve_dropped_requests",
+            "Requests the batcher did not run, by reason (deadline, cancelled, queue_full)",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "ssl_serve_queue_depth",
+            "Requests waiting in a model's batch queue",
+            ["model"],
+            registry=r,
         )
 
     def model_label(self, name: str) -> str:
@@ -162,6 +196,31 @@ class ServerMetrics:
         self.inputs.labels(label, method).inc(inputs)
         if tokens:
             self.tokens.labels(label, method).inc(tokens)
+
+    def observe_batch(self, model: str, *, inputs: int, requests: int) -> None:
+        """Record one batch the dynamic batcher ran.
+
+        Args:
+            model: The model's name (a repository model).
+            inputs: Inputs (rows) in the batch, over all its requests.
+            requests: Requests merged into it.
+        """
+        label = self.model_label(model)
+        self.batch_size.labels(label).observe(inputs)
+        self.batch_requests.labels(label).observe(requests)
+
+    def observe_dropped(self, model: str, reason: str) -> None:
+        """Count one request the batcher did not run.
+
+        Args:
+            model: The model's name.
+            reason: ``"deadline"``, ``"cancelled"`` or ``"queue_full"``.
+        """
+        self.dropped.labels(self.model_label(model), reason).inc()
+
+    def track_queue_depth(self, model: str, depth: Callable[[], float]) -> None:
+        """Make ``ssl_serve_queue_depth{model}`` read ``depth()`` at every scrape."""
+        self.queue_depth.labels(self.model_label(model)).set_function(depth)
 
     def track_models_loaded(self, count: Callable[[], float]) -> None:
         """Make ``ssl_serve_models_loaded`` read ``count()`` at every scrape."""

@@ -10,15 +10,22 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
+import onnxruntime as ort
 
-from ssl_serve.bundle import BUNDLE_FILE, Bundle, TextPreprocessing
-from ssl_serve.errors import ModelNotReadyError
+from ssl_serve.bundle import BUNDLE_FILE, AudioPreprocessing, Bundle, TextPreprocessing
+from ssl_serve.errors import BundleError, ModelNotReadyError
+from ssl_serve.preprocess.audio import DEFAULT_MAX_BATCH_SECONDS, audio_batches, warm_up_feeds
 from ssl_serve.preprocess.text import TextTokenizer
 from ssl_serve.repository import ModelEntry, ModelRepository
-from ssl_serve.runtime import OnnxEmbedder, OnnxTextEmbedder
+from ssl_serve.runtime import (
+    OnnxEmbedder,
+    OnnxTextEmbedder,
+    create_session,
+    default_intra_op_threads,
+)
 
 T = TypeVar("T")
-E = TypeVar("E", OnnxEmbedder, OnnxTextEmbedder)
+E = TypeVar("E", OnnxEmbedder, OnnxTextEmbedder, ort.InferenceSession)
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +36,9 @@ class InferenceResult:
 
     Attributes:
         embeddings: ``(N, D) float32``.
-        queue_s: Seconds spent waiting for the model (another request was running it).
-        inference_s: Seconds spent in onnxruntime.
+        queue_s: Seconds spent waiting for the model: in the dynamic batcher's queue, and for
+            the batch (or direct call) before it to finish.
+        inference_s: Seconds spent in onnxruntime (by the whole batch the request ran in).
     """
 
     embeddings: np.ndarray
@@ -48,6 +56,7 @@ class LoadedModel:
         embedder: The onnxruntime session of an image bundle; None until loaded.
         text_embedder: The onnxruntime session of a text bundle; None until loaded.
         tokenizer: The text bundle's tokenizer; None until loaded (and for image bundles).
+        audio_session: The onnxruntime session of an audio bundle; None until loaded.
     """
 
     entry: ModelEntry
@@ -55,6 +64,7 @@ class LoadedModel:
     embedder: OnnxEmbedder | None = None
     text_embedder: OnnxTextEmbedder | None = None
     tokenizer: TextTokenizer | None = None
+    audio_session: ort.InferenceSession | None = None
     # One model call at a time: concurrent runs would split the same CPU cores between them and
     # finish no sooner, while the wait measured here tells an operator the model is the queue.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -67,7 +77,11 @@ class LoadedModel:
     @property
     def ready(self) -> bool:
         """Whether the model is loaded and warmed."""
-        return self.embedder is not None or self.text_embedder is not None
+        return (
+            self.embedder is not None
+            or self.text_embedder is not None
+            or self.audio_session is not None
+        )
 
     def _ready(self, embedder: E | None) -> E:
         """``embedder``, or ModelNotReadyError while the model is still loading."""
@@ -77,8 +91,12 @@ class LoadedModel:
             )
         return embedder
 
-    def _locked(self, fn: Callable[[], T]) -> tuple[T, float, float]:
-        """``fn()`` under the session lock: its value, seconds queued, seconds running."""
+    def exclusive(self, fn: Callable[[], T]) -> tuple[T, float, float]:
+        """``fn()`` under the model's session lock (one model call at a time).
+
+        Returns:
+            ``fn()``'s value, seconds spent waiting for the lock, seconds ``fn`` ran.
+        """
         t0 = time.perf_counter()
         with self._lock:
             t1 = time.perf_counter()
@@ -102,7 +120,9 @@ class LoadedModel:
             InvalidInputError: The batch does not fit the model's input.
         """
         embedder = self._ready(self.embedder)
-        embeddings, queue_s, inference_s = self._locked(lambda: embedder.embed(batch, output_name))
+        embeddings, queue_s, inference_s = self.exclusive(
+            lambda: embedder.embed(batch, output_name)
+        )
         return InferenceResult(embeddings, queue_s, inference_s)
 
     def run_outputs(
@@ -122,9 +142,57 @@ class LoadedModel:
             InvalidInputError: The batch does not fit the model's input.
         """
         embedder = self._ready(self.embedder)
-        arrays, queue_s, inference_s = self._locked(
+        arrays, queue_s, inference_s = self.exclusive(
             lambda: embedder.run_outputs(batch, output_names)
         )
+        result = InferenceResult(arrays[0], queue_s, inference_s)
+        return dict(zip(output_names, arrays, strict=True)), result
+
+    def run_audio(
+        self,
+        clips: list[np.ndarray],
+        output_names: list[str],
+        *,
+        max_batch_size: int,
+        max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS,
+    ) -> tuple[dict[str, np.ndarray], InferenceResult]:
+        """Embed waveforms with an audio model, in length-sorted padded sub-batches.
+
+        Args:
+            clips: N arrays ``(T_i,) float32`` at the bundle's rate (preprocessed and checked
+                by :mod:`ssl_serve.preprocess.audio`).
+            output_names: Graph outputs wanted, e.g. ``["embedding"]``.
+            max_batch_size: Most clips per ``session.run``.
+            max_batch_seconds: Most padded audio per ``session.run``, in seconds (one clip
+                always runs).
+
+        Returns:
+            The ``(N, ...) float32`` arrays by name, in input order, and the first one's
+            result with the queue/inference time.
+
+        Raises:
+            ModelNotReadyError: The model is still loading.
+        """
+        session = self._ready(self.audio_session)
+        prep = self.bundle.preprocessing
+        assert isinstance(prep, AudioPreprocessing)
+        batches = audio_batches(
+            clips,
+            max_batch_size=max_batch_size,
+            max_batch_samples=max(1, int(max_batch_seconds * prep.sample_rate)),
+        )
+
+        def run() -> list[np.ndarray]:
+            out: list[np.ndarray] = []
+            for idx, feeds in batches:
+                arrays = session.run(output_names, feeds)
+                if not out:
+                    out = [np.empty((len(clips), *a.shape[1:]), np.float32) for a in arrays]
+                for k, a in enumerate(arrays):
+                    out[k][idx] = a
+            return out
+
+        arrays, queue_s, inference_s = self.exclusive(run)
         result = InferenceResult(arrays[0], queue_s, inference_s)
         return dict(zip(output_names, arrays, strict=True)), result
 
@@ -144,7 +212,9 @@ class LoadedModel:
             ModelNotReadyError: The model is still loading.
         """
         embedder = self._ready(self.text_embedder)
-        embeddings, queue_s, inference_s = self._locked(lambda: embedder.embed(sequences, type_ids))
+        embeddings, queue_s, inference_s = self.exclusive(
+            lambda: embedder.embed(sequences, type_ids)
+        )
         return InferenceResult(embeddings, queue_s, inference_s)
 
     def run_padded(
@@ -183,7 +253,7 @@ class LoadedModel:
             ]
             return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
 
-        embeddings, queue_s, inference_s = self._locked(run)
+        embeddings, queue_s, inference_s = self.exclusive(run)
         return InferenceResult(embeddings, queue_s, inference_s)
 
 
@@ -195,6 +265,7 @@ class ModelRegistry:
         intra_op_threads: onnxruntime threads per session; None picks the default.
         max_batch_size: Largest batch per ``session.run``; larger requests run in chunks.
         max_batch_tokens: Text models: most padded tokens per ``session.run``.
+        max_batch_seconds: Audio models: most padded audio per ``session.run``, in seconds.
     """
 
     def __init__(
@@ -204,11 +275,13 @@ class ModelRegistry:
         intra_op_threads: int | None = None,
         max_batch_size: int = 256,
         max_batch_tokens: int = 8192,
+        max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS,
     ) -> None:
         self.repository = repository
         self.intra_op_threads = intra_op_threads
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
+        self.max_batch_seconds = max_batch_seconds
         self._models = {
             (e.name, e.version): LoadedModel(e, (e.path / BUNDLE_FILE).read_text("utf-8"))
             for e in repository.entries()
@@ -228,6 +301,9 @@ class ModelRegistry:
                 t0 = time.perf_counter()
                 bundle = model.bundle
                 embedder: OnnxEmbedder | OnnxTextEmbedder
+                if isinstance(bundle.preprocessing, AudioPreprocessing):
+                    self._load_audio(model)
+                    continue
                 if isinstance(bundle.preprocessing, TextPreprocessing):
                     prep = bundle.preprocessing
                     tokenizer = TextTokenizer(model.entry.path / prep.tokenizer, prep.max_length)
@@ -264,6 +340,45 @@ class ModelRegistry:
                 )
             if on_model_ready is not None:
                 on_model_ready(name)
+
+    def run_audio(
+        self, model: LoadedModel, clips: list[np.ndarray], output_names: list[str]
+    ) -> tuple[dict[str, np.ndarray], InferenceResult]:
+        """:meth:`LoadedModel.run_audio` with this registry's batch limits."""
+        return model.run_audio(
+            clips,
+            output_names,
+            max_batch_size=self.max_batch_size,
+            max_batch_seconds=self.max_batch_seconds,
+        )
+
+    def _load_audio(self, model: LoadedModel) -> None:
+        """Create an audio model's session and warm it on a padded batch of silence."""
+        t0 = time.perf_counter()
+        prep = model.bundle.preprocessing
+        assert isinstance(prep, AudioPreprocessing)
+        threads = self.intra_op_threads or default_intra_op_threads()
+        session = create_session(model.entry.model_path, threads, ["CPUExecutionProvider"])
+        names = sorted(i.name for i in session.get_inputs())
+        if names != sorted(model.bundle.input_names):
+            raise BundleError(
+                model.entry.model_path,
+                f"graph inputs are {names}; bundle.json lists {sorted(model.bundle.input_names)}",
+            )
+        try:
+            session.run([model.bundle.output.name], warm_up_feeds(prep))
+        except Exception as e:  # onnxruntime raises its own untyped errors
+            raise BundleError(model.entry.model_path, f"warm-up inference failed: {e}") from e
+        model.audio_session = session
+        log.info(
+            "loaded %s/%s (audio, %d Hz, D=%d, %d threads) in %.0f ms",
+            model.entry.name,
+            model.entry.version,
+            prep.sample_rate,
+            model.bundle.embedding_dim,
+            threads,
+            1000 * (time.perf_counter() - t0),
+        )
 
     def get(self, name: str, version: str = "") -> LoadedModel:
         """The model ``name`` at ``version`` ("" = highest), loaded or not.

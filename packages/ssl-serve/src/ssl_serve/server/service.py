@@ -12,7 +12,12 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from ssl_serve.bundle import PROBABILITIES_OUTPUT, TextPreprocessing
+from ssl_serve.bundle import (
+    PROBABILITIES_OUTPUT,
+    AudioPreprocessing,
+    ImagePreprocessing,
+    TextPreprocessing,
+)
 from ssl_serve.errors import (
     InvalidInputError,
     ModelNotReadyError,
@@ -27,8 +32,10 @@ from ssl_serve.preprocess import (
     TokenizedTexts,
     decode_tensor,
     decode_token_ids,
+    preprocess_audio_inputs,
     preprocess_image,
 )
+from ssl_serve.server.batcher import DynamicBatcher, TextRows
 from ssl_serve.server.metrics import ServerMetrics
 from ssl_serve.server.models import InferenceResult, LoadedModel, ModelRegistry
 from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
@@ -78,8 +85,12 @@ def grpc_errors(
 class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
     """The task-level embedding API (proto/ssl_serve/v1/embedding.proto).
 
+    Inputs are decoded or tokenised on the RPC's thread, then run by the model's dynamic
+    batcher, merged with other clients' requests.
+
     Args:
         registry: The models served.
+        batcher: The dynamic batcher of ``registry``'s models (started by the server).
         max_inputs_per_request: Largest number of inputs in one Embed call; more is
             RESOURCE_EXHAUSTED (split the request).
         max_image_pixels: Largest width x height of one image, in pixels; more is
@@ -92,11 +103,13 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         self,
         registry: ModelRegistry,
         *,
+        batcher: DynamicBatcher,
         max_inputs_per_request: int = 4096,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         metrics: ServerMetrics | None = None,
     ) -> None:
         self.registry = registry
+        self.batcher = batcher
         self.max_inputs_per_request = max_inputs_per_request
         self.max_image_pixels = max_image_pixels
         self.metrics = metrics
@@ -106,7 +119,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         self, request: embedding_pb2.EmbedRequest, context: grpc.ServicerContext
     ) -> embedding_pb2.EmbedResponse:
         """Embed every input of the request with one model; see the proto for the fields."""
-        return self._embed(request, request.request_id or uuid.uuid4().hex, "Embed")
+        return self._embed(request, request.request_id or uuid.uuid4().hex, "Embed", context)
 
     def EmbedStream(
         self,
@@ -125,7 +138,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             request_id = request.request_id or uuid.uuid4().hex
             code = grpc.StatusCode.OK
             try:
-                response = self._embed(request, request_id, "EmbedStream")
+                response = self._embed(request, request_id, "EmbedStream", context)
             except Exception as e:
                 if isinstance(e, SslServeError):
                     code = grpc_status_code(e)
@@ -149,7 +162,11 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             yield response
 
     def _embed(
-        self, request: embedding_pb2.EmbedRequest, request_id: str, method: str
+        self,
+        request: embedding_pb2.EmbedRequest,
+        request_id: str,
+        method: str,
+        context: grpc.ServicerContext,
     ) -> embedding_pb2.EmbedResponse:
         """The EmbedResponse of one request (Embed and EmbedStream); raises SslServeError."""
         t0 = time.perf_counter()
@@ -159,16 +176,27 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         kinds = self._check_inputs(model, request)
         truncated: list[bool] = []
         tokens = 0
-        if isinstance(model.bundle.preprocessing, TextPreprocessing):
-            tokenized = self._tokenize(model, request, kinds)
+        output = model.bundle.output.name
+        prep = model.bundle.preprocessing
+        if isinstance(prep, AudioPreprocessing):
+            # Audio runs per request (length-sorted sub-batches under the model's lock), not
+            # through the dynamic batcher.
+            clips = preprocess_audio_inputs(request.inputs, prep)
             t1 = time.perf_counter()
-            result = model.run_tokens(tokenized.ids, tokenized.type_ids)
-            truncated = tokenized.truncated.tolist()
-            tokens = tokenized.num_tokens
+            _, result = self.registry.run_audio(model, clips, [output])
         else:
-            batch = self._preprocess(model, request, kinds)
-            t1 = time.perf_counter()
-            result = model.run(batch)
+            with self.batcher.for_model(model).arrival() as arrival:
+                if isinstance(model.bundle.preprocessing, TextPreprocessing):
+                    tokenized = self._tokenize(model, request, kinds)
+                    t1 = time.perf_counter()
+                    rows = TextRows(tokenized.ids, tokenized.type_ids)
+                    result = arrival.run_text(rows, output, method=method, call=context)
+                    truncated = tokenized.truncated.tolist()
+                    tokens = tokenized.num_tokens
+                else:
+                    batch = self._preprocess(model, request, kinds)
+                    t1 = time.perf_counter()
+                    _, result = arrival.run_images(batch, [output], method=method, call=context)
         embeddings = result.embeddings
         self._observe(method, model, result, tokens)
         total_s = time.perf_counter() - t0
@@ -232,9 +260,12 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                 "export of an ssl-train finetune checkpoint); use Embed for this model"
             )
         kinds = self._check_inputs(model, request)
-        batch = self._preprocess(model, request, kinds)
-        t1 = time.perf_counter()
-        result = model.run(batch, PROBABILITIES_OUTPUT)
+        with self.batcher.for_model(model).arrival() as arrival:
+            batch = self._preprocess(model, request, kinds)
+            t1 = time.perf_counter()
+            _, result = arrival.run_images(
+                batch, [PROBABILITIES_OUTPUT], method="Classify", call=context
+            )
         self._observe("Classify", model, result)
         probabilities = result.embeddings
         k = min(request.top_k or DEFAULT_TOP_K, len(labels))
@@ -369,7 +400,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         """The image model's ``(N, C, H, W) float32`` batch from image or tensor inputs."""
         n = len(kinds)
         spec = model.bundle.preprocessing
-        assert not isinstance(spec, TextPreprocessing)
+        assert isinstance(spec, ImagePreprocessing)
         item_shape = (spec.channels, *spec.image_size)
         batch = np.empty((n, *item_shape), dtype=np.float32)
         for i, (item, kind) in enumerate(zip(request.inputs, kinds, strict=True)):
