@@ -3,13 +3,16 @@
 Usage (inside the workspace): ./dev run python bench/vision_methods.py vicreg byol --minutes 10
 
 For each method and seed:
-1. calibrate: a short run (``--calibration-steps``) measures the method's images/s on this machine;
-   the schedule length is then ``0.95 x minutes x 60 x images/s / batch`` optimiser steps, so the
-   cosine schedule ends inside the budget instead of being cut by it (``--steps`` overrides). The
-   budget is therefore a fixed amount of compute: other work on the machine makes a run slower,
-   not shorter. The calibration run gets high priority (``nice -n -10`` when run as root) so it
-   measures the machine rather than its other work;
-2. ``ssl-train pretrain fashion_mnist_<method> --set budget.steps=S --set budget.max_minutes=3M``
+1. calibrate: two short runs (``--calibration-steps`` and three times as many) measure the CPU
+   seconds one optimiser step of the method costs on this machine (the difference of the two
+   runs' process CPU time, so start-up cost cancels out); the schedule length is then
+   ``minutes x 60 x threads / cpu_seconds_per_step`` optimiser steps (``--steps`` overrides).
+   The budget is therefore a fixed amount of compute, ``minutes`` of a machine whose
+   ``threads`` cores are busy (10 minutes on 2 threads = 1,200 CPU seconds), and the cosine
+   schedule ends inside it instead of being cut. CPU time barely depends on other work on the
+   machine, which only makes a run slower, not shorter. Calibration and training run at high
+   priority (``nice -n -10`` when run as root);
+2. ``ssl-train pretrain fashion_mnist_<method> --set budget.steps=S --set budget.max_minutes=6M``
    (the wall-clock cap only guards against a stalled machine);
 3. ``ssl-train evaluate --checkpoint RUN --k 20 200 --linear-probe``: kNN top-1 (memory bank: all
    60,000 training images, queries: the 10,000 test images, cosine, t=0.1) and the linear probe.
@@ -86,7 +89,7 @@ def main() -> int:
     parser.add_argument(
         "--steps", type=int, default=None, help="schedule length in steps (default: calibrated)"
     )
-    parser.add_argument("--calibration-steps", type=int, default=40)
+    parser.add_argument("--calibration-steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", default="runs/bench", help="run folders go here")
@@ -95,13 +98,18 @@ def main() -> int:
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
     for method in args.methods:
         out = Path(args.runs) / f"{method}-{args.minutes:g}min-seed{args.seed}"
-        steps = args.steps
+        steps, cpu_per_step = args.steps, None
         if steps is None:
-            calib = _pretrain(method, out, args.calibration_steps, None, args, nice=True)
-            steps = int(0.95 * args.minutes * 60 * calib["images_per_s"] / BATCH)
+            calib_cpu = []
+            for n in (args.calibration_steps, 3 * args.calibration_steps):
+                c0 = _cpu_seconds()
+                _pretrain(method, out, n, None, args, nice=True)
+                calib_cpu.append(_cpu_seconds() - c0)
+            cpu_per_step = (calib_cpu[1] - calib_cpu[0]) / (2 * args.calibration_steps)
+            steps = int(args.minutes * 60 * args.threads / cpu_per_step)
         load_before = os.getloadavg()[0]
         cpu0, t0 = _cpu_seconds(), time.perf_counter()
-        train = _pretrain(method, out, steps, 3 * args.minutes, args)
+        train = _pretrain(method, out, steps, 6 * args.minutes, args, nice=True)
         cpu, wall = _cpu_seconds() - cpu0, time.perf_counter() - t0
         load_after = os.getloadavg()[0]
         _run(["ssl-train", "evaluate", "--checkpoint", str(out), "--k", "20", "200",
@@ -109,7 +117,8 @@ def main() -> int:
         ev = json.loads((out / "eval.json").read_text())
         row = {"method": method, "seed": args.seed, "budget_minutes": args.minutes,
                "threads": args.threads, "cpu_count": os.cpu_count(), "steps": train["steps"],
-               "scheduled_steps": steps, "stopped_early": train["stopped_early"],
+               "scheduled_steps": steps, "calibrated_cpu_s_per_step": cpu_per_step and round(cpu_per_step, 4),
+               "budget_cpu_s": args.minutes * 60 * args.threads, "stopped_early": train["stopped_early"],
                "pretrain_images_per_s": train["images_per_s"],
                "pretrain_wall_s": round(wall, 1), "pretrain_cpu_s": round(cpu, 1),
                "load_avg_1min": [round(load_before, 2), round(load_after, 2)],
