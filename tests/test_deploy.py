@@ -327,3 +327,54 @@ def test_healthcheck_script_follows_grpc_health() -> None:
     assert check(address, timeout_s=1.0) == 1  # nothing listening
     with pytest.raises(ValueError, match="timeout_s"):
         check(address, timeout_s=0)
+
+
+def _openssl_pki(folder: Path) -> dict[str, str]:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate (openssl CLI)."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=test-ca")  # fmt: skip
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):  # fmt: skip
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")  # fmt: skip
+        (folder / f"{name}.ext").write_text(ext + "\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext")  # fmt: skip
+    return {k: str(folder / k) for k in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}  # fmt: skip
+
+
+def test_healthcheck_script_speaks_tls_and_mutual_tls(tmp_path: Path) -> None:
+    check = _healthcheck_module().check
+    pki = _openssl_pki(tmp_path)
+    servicer = health.HealthServicer()
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    credentials = grpc.ssl_server_credentials(
+        [(Path(pki["server.key"]).read_bytes(), Path(pki["server.pem"]).read_bytes())],
+        root_certificates=Path(pki["ca.pem"]).read_bytes(),
+        require_client_auth=True,
+    )
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    address = f"127.0.0.1:{port}"
+    try:
+        assert check(address, timeout_s=2.0) == 1  # plaintext against a TLS port
+        assert check(address, timeout_s=2.0, tls_ca=pki["ca.pem"]) == 1  # no client certificate
+        tls = {"tls_ca": pki["ca.pem"], "tls_cert": pki["client.pem"], "tls_key": pki["client.key"]}
+        assert check(address, **tls) == 0
+        proc = subprocess.run(
+            [sys.executable, str(HEALTHCHECK), "--address", address, "--tls-ca", pki["ca.pem"],
+             "--tls-cert", pki["client.pem"], "--tls-key", pki["client.key"]],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        server.stop(None).wait()
+    with pytest.raises(ValueError, match="--tls-key"):
+        check(address, tls_ca=pki["ca.pem"], tls_cert=pki["client.pem"])
+    with pytest.raises(ValueError, match="cannot read"):
+        check(address, tls_ca=str(tmp_path / "missing.pem"))
