@@ -9,7 +9,9 @@ import onnxruntime as ort
 import pytest
 import torch
 import yaml
+from PIL import Image
 
+from ssl_data import load_fashion_mnist
 from ssl_data.datasets import bundled_sample_root
 from ssl_serve.export import export_checkpoint
 from ssl_train import recipe_from_dict
@@ -29,8 +31,16 @@ def _one_thread():
 def test_recipe_trains_and_exports(name, tmp_path):
     tree = yaml.safe_load(shipped_recipes()[name].read_text())
     tree["budget"].pop("epochs", None)  # two steps instead
-    overrides = [f"data.root={bundled_sample_root()}", "data.limit=96", "budget.batch_size=32",
-                 "budget.steps=2", "logging.progress_bar=false", "logging.plots=false"]  # fmt: skip
+    overrides = ["data.limit=96", "budget.batch_size=32", "budget.steps=2",
+                 "logging.progress_bar=false", "logging.plots=false"]  # fmt: skip
+    if tree["data"]["dataset"] == "image_folder":  # real Fashion-MNIST images as PNG files
+        images, _ = load_fashion_mnist("train", root=bundled_sample_root())
+        (tmp_path / "images").mkdir()
+        for i, image in enumerate(images[:96]):
+            Image.fromarray(image).save(tmp_path / "images" / f"{i:03d}.png")
+        overrides.append(f"data.path={tmp_path / 'images'}")
+    else:
+        overrides.append(f"data.root={bundled_sample_root()}")
     recipe = recipe_from_dict(tree, overrides)
     result = Trainer(recipe, tmp_path / "run").fit()
     assert result.steps == 2 and math.isfinite(result.final_loss)
@@ -40,6 +50,7 @@ def test_recipe_trains_and_exports(name, tmp_path):
     session = ort.InferenceSession(
         str(tmp_path / "bundle" / "model.onnx"), providers=["CPUExecutionProvider"]
     )
-    x = np.zeros((3, 1, 28, 28), dtype=np.float32)
+    size = recipe.data.image_size
+    x = np.zeros((3, recipe.data.channels, size, size), dtype=np.float32)
     out = session.run(None, {"pixel_values": x})[0]
     assert out.shape == (3, bundle["embedding_dim"])

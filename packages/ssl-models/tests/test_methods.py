@@ -173,6 +173,7 @@ def test_paper_defaults():
         "base_momentum": 0.999,
         "momentum_schedule": "constant",
         "gather_distributed": False,
+        "shuffle_batch_norm": True,
     }
     assert _defaults(SimSiam) == {
         "projection_hidden_dim": 2048,

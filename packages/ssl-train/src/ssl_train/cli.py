@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -94,11 +95,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.embeddings and (args.eval_path or args.eval_test_path):
+        raise SslTrainError(
+            "--eval-path and --eval-test-path go with --checkpoint, not --embeddings"
+        )
     if args.embeddings:
         train_x, train_y, test_x, test_y = _load_embeddings(args.embeddings)
     else:
         from ssl_train.checkpoint import load_checkpoint, resolve_checkpoint
-        from ssl_train.data import load_images
+        from ssl_train.data import labelled_eval_images
         from ssl_train.evaluation import embed_images
         from ssl_train.recipe import load_recipe
         from ssl_train.trainer import build_model
@@ -107,8 +112,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         recipe = load_recipe(folder / "recipe.yaml")
         model = build_model(recipe)
         load_checkpoint(folder, model, None, recipe.sha256())
-        train_images, train_y = load_images(recipe, "train")
-        test_images, test_y = load_images(recipe, "test")
+        train_images, train_y, test_images, test_y = labelled_eval_images(
+            recipe, args.eval_path, args.eval_test_path
+        )
         if not args.threads:
             torch.set_num_threads(recipe.threads or torch.get_num_threads())
         train_x = embed_images(model, recipe, train_images)
@@ -263,7 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="kNN top-1/top-5 (cosine, temperature-weighted votes) with the labelled train "
         "split as memory bank and the test split as queries; with --linear-probe also a "
         "logistic-regression probe on standardised embeddings (L-BFGS, weight decay chosen on "
-        "10% of the train split, refitted on all of it; deterministic for a --seed).",
+        "10% of the train split, refitted on all of it; deterministic for a --seed). "
+        "Labelled images of a --checkpoint: Fashion-MNIST's train/test splits; for an "
+        "image_folder run, the recipe's data.eval_path (or --eval-path) split per class into "
+        "memory bank and queries (data.eval_test_fraction, default 20%, a split fixed by seed "
+        "0), or --eval-path as bank and --eval-test-path as queries.",
     )
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument(
@@ -273,6 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--embeddings",
         help=".npz with train_embeddings, train_labels, test_embeddings, test_labels",
+    )
+    e.add_argument(
+        "--eval-path",
+        metavar="DIR",
+        help="with --checkpoint: a labelled folder (one sub-folder of images per class) to "
+        "evaluate on instead of the recipe's data (split into memory bank and queries as "
+        "data.eval_path is); needed for an image_folder run without data.eval_path",
+    )
+    e.add_argument(
+        "--eval-test-path",
+        metavar="DIR",
+        help="with --checkpoint: a labelled folder of queries (classes matched by sub-folder "
+        "name); the --eval-path (or data.eval_path) folder is then the whole memory bank",
     )
     e.add_argument(
         "--k",
@@ -338,8 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_to_stderr() -> None:
+    """Show ssl-train's INFO messages (data loaded, online kNN off) on stderr, once."""
+    log = logging.getLogger("ssl_train")
+    if not any(getattr(h, "_ssl_train_cli", False) for h in log.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("ssl-train: %(message)s"))
+        handler._ssl_train_cli = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _log_to_stderr()
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:

@@ -48,7 +48,8 @@ class Evaluation:
 class OnlineEvaluator:
     """kNN top-1 (memory bank: labelled train images; queries: test images) and collapse monitor.
 
-    The data are loaded once (:func:`ssl_train.data.labelled_splits`). Evaluation runs in eval
+    The data are loaded once (:func:`ssl_train.data.labelled_splits`: Fashion-MNIST's train and
+    test splits, or an ``image_folder`` recipe's ``data.eval_path`` split into bank and queries). Evaluation runs in eval
     mode without gradients and leaves every random generator as it found it, so a run with
     evaluation trains exactly like one without.
 

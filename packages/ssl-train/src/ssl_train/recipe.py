@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ssl_train.errors import RecipeError
 
@@ -22,31 +32,115 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DataConfig(_Section):
-    """Where the images come from and how they are scaled."""
+#: Keys of ``data`` that only one dataset reads; the other dataset's resolved recipe leaves them
+#: out, so adding ``image_folder`` did not change the resolved recipe (nor the hash) of
+#: Fashion-MNIST runs.
+FASHION_MNIST_KEYS = ("root", "split")
+IMAGE_FOLDER_KEYS = ("path", "eval_path", "eval_test_fraction", "on_corrupt")
 
-    dataset: Literal["fashion_mnist"] = "fashion_mnist"
+
+class DataConfig(_Section):
+    """Where the images come from and how they are scaled.
+
+    ``fashion_mnist`` reads the IDX files (``root``, ``split``). ``image_folder`` reads a folder
+    of image files (``path``; an optional labelled ``eval_path`` for kNN evaluation), decodes
+    every image once with ssl-data's :class:`~ssl_data.ImageFolder` (``on_corrupt`` policy),
+    resizes its shorter side to ``image_size`` and centre-crops it, and keeps the result in
+    memory as uint8, like Fashion-MNIST. Relative paths are taken from the working directory
+    and stored absolute. Whether the folders exist is checked when the data are loaded
+    (:func:`ssl_train.data.check_data_source`), not here, so a run's saved recipe still loads
+    (for ``ssl-train evaluate --eval-path``, ``ssl-serve export``) on a machine without them.
+    """
+
+    dataset: Literal["fashion_mnist", "image_folder"] = "fashion_mnist"
     root: str | None = Field(
-        None, description="Folder with the IDX files; default: Debian's or the bundled sample"
+        None,
+        description="fashion_mnist: folder with the IDX files; default: Debian's or the bundled "
+        "sample",
     )
-    split: Literal["train", "test"] = "train"
-    image_size: int = Field(28, ge=1, description="Side of the encoder's input, pixels")
-    channels: Literal[1, 3] = 1
+    split: Literal["train", "test"] = Field("train", description="fashion_mnist: the split")
+    path: str | None = Field(
+        None,
+        description="image_folder: folder of training images, searched recursively (class "
+        "sub-folders allowed, their labels unused); required for pretraining",
+    )
+    eval_path: str | None = Field(
+        None,
+        description="image_folder: labelled folder (one sub-folder of images per class) for "
+        "kNN evaluation, split into memory bank and queries; null: online kNN off",
+    )
+    eval_test_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="image_folder: part of each class of eval_path held out as kNN queries "
+        "(a split fixed by seed 0); the rest is the memory bank",
+    )
+    on_corrupt: Literal["skip", "raise"] = Field(
+        "skip",
+        description="image_folder: an unreadable file is skipped and counted (logged), or raises",
+    )
+    image_size: int = Field(
+        28,
+        ge=1,
+        description="Side of the encoder's input, pixels (image_folder: images are resized "
+        "and centre-cropped to it when loaded)",
+    )
+    channels: Literal[1, 3] = Field(
+        1, description="1: gray, 3: RGB; encoder.in_channels defaults to it"
+    )
     mean: list[float] = Field(
-        default_factory=lambda: [0.2860], description="Per channel, of images scaled to [0, 1]"
+        default_factory=lambda: [0.2860],
+        description="One per channel, of images scaled to [0, 1]",
     )
-    std: list[float] = Field(default_factory=lambda: [0.3530], description="Per channel, > 0")
-    limit: int | None = Field(None, ge=1, description="Use only the first N images")
+    std: list[float] = Field(
+        default_factory=lambda: [0.3530], description="One per channel, each > 0"
+    )
+    limit: int | None = Field(
+        None, ge=1, description="Use only the first N images (image_folder: in path order)"
+    )
+
+    @field_validator("path", "eval_path")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        return None if value is None else os.path.abspath(os.path.expanduser(value))
 
     @model_validator(mode="after")
     def _check_stats(self) -> DataConfig:
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(
-                f"mean and std need {self.channels} entries (channels), got {self.mean}, {self.std}"
+                f"data.mean and data.std need one entry per channel (data.channels="
+                f"{self.channels}), got mean {self.mean} ({len(self.mean)}) and std {self.std} "
+                f"({len(self.std)})"
+                + (
+                    "; e.g. ImageNet's mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]"
+                    if self.channels == 3
+                    else ""
+                )
             )
         if min(self.std) <= 0:
-            raise ValueError(f"std entries must be > 0, got {self.std}")
+            raise ValueError(f"data.std entries must be > 0, got {self.std}")
         return self
+
+    @model_validator(mode="after")
+    def _keys_of_the_dataset(self) -> DataConfig:
+        others = IMAGE_FOLDER_KEYS if self.dataset == "fashion_mnist" else FASHION_MNIST_KEYS
+        fields = type(self).model_fields
+        wrong = [k for k in others if getattr(self, k) != fields[k].get_default()]
+        if wrong:
+            keys = ", ".join(f"data.{k}" for k in wrong)
+            mine = IMAGE_FOLDER_KEYS if self.dataset == "image_folder" else FASHION_MNIST_KEYS
+            raise ValueError(
+                f"{keys} not read when data.dataset is {self.dataset}; its keys are "
+                f"{', '.join(f'data.{k}' for k in mine)}"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_other_dataset_keys(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        drop = IMAGE_FOLDER_KEYS if self.dataset == "fashion_mnist" else FASHION_MNIST_KEYS
+        return {k: v for k, v in out.items() if k not in drop}
 
 
 class OptimizerConfig(_Section):
@@ -201,6 +295,17 @@ class Recipe(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     logging: LoggingConfig = LoggingConfig()
 
+    @model_validator(mode="after")
+    def _early_stopping_needs_labels(self) -> Recipe:
+        d, es = self.data, self.evaluation.early_stopping
+        if d.dataset == "image_folder" and d.eval_path is None and es.patience is not None:
+            raise ValueError(
+                "evaluation.early_stopping.patience is set but data.eval_path is not: early "
+                "stopping decides at online evaluations, which an image_folder run makes only "
+                "with a labelled data.eval_path (one sub-folder per class)"
+            )
+        return self
+
     def to_yaml(self) -> str:
         """The resolved recipe as YAML (every default written out)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -263,6 +368,8 @@ def _format_error(err: ValidationError, source: str, root: type[BaseModel] | Non
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(e["loc"][:-1], root)
             msg = f"unknown key; allowed: {', '.join(allowed)}" if allowed else "unknown key"
+        elif e["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
         elif e["type"] == "literal_error":
             msg = f"{msg}, got {e.get('input')!r}"
         lines.append(f"  {loc}: {msg}")
@@ -284,8 +391,38 @@ def recipe_from_dict(
         recipe = Recipe.model_validate(data)
     except ValidationError as err:
         raise RecipeError(_format_error(err, source)) from None
+    recipe = _default_in_channels(recipe)
     _check_builds(recipe, source)
     return recipe
+
+
+def _encoder_in_channels(encoder: Mapping[str, Any]) -> int | None:
+    """``encoder.in_channels``, else the encoder's own default (None: it takes no such argument
+    or its name is unknown, which :func:`_check_builds` reports)."""
+    if "in_channels" in encoder:
+        return int(encoder["in_channels"])
+    import ssl_models
+
+    build = ssl_models.ENCODERS.get(encoder.get("name"))  # type: ignore[arg-type]
+    param = inspect.signature(build).parameters.get("in_channels") if build else None
+    if param is None or not isinstance(param.default, int):
+        return None
+    return param.default
+
+
+def _default_in_channels(recipe: Recipe) -> Recipe:
+    """Fill in ``encoder.in_channels = data.channels`` where the encoder's own default differs.
+
+    Only then, so recipes that already built the right encoder (every Fashion-MNIST recipe)
+    resolve, and hash, as before.
+    """
+    if "in_channels" in recipe.encoder:
+        return recipe
+    default = _encoder_in_channels(recipe.encoder)
+    if default is None or default == recipe.data.channels:
+        return recipe
+    encoder = {**recipe.encoder, "in_channels": recipe.data.channels}
+    return recipe.model_copy(update={"encoder": encoder})
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
@@ -338,8 +475,9 @@ def _check_builds(recipe: Recipe, source: str) -> None:
         ssl_models.build_method(recipe.method, encoder)
     except (ssl_models.SslModelsError, TypeError, ValueError) as err:
         raise fail("method", err, ssl_models.METHODS) from None
-    in_ch = recipe.encoder.get("in_channels", 1)
-    if in_ch != recipe.data.channels:
+    in_ch = _encoder_in_channels(recipe.encoder)
+    if in_ch is not None and in_ch != recipe.data.channels:
         raise RecipeError(
-            f"invalid recipe {source}: encoder.in_channels={in_ch} but data.channels={recipe.data.channels}"
+            f"invalid recipe {source}: encoder.in_channels={in_ch} but data.channels="
+            f"{recipe.data.channels}; leave encoder.in_channels out to follow data.channels"
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import random
 import shutil
@@ -30,7 +31,16 @@ from ssl_train.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from ssl_train.data import ViewGenerator, build_views, epoch_order, example_inputs, load_images
+from ssl_train.data import (
+    ViewGenerator,
+    build_views,
+    check_data_source,
+    describe_source,
+    epoch_order,
+    example_inputs,
+    has_labelled_eval,
+    load_images,
+)
 from ssl_train.distributed import DistContext, init_distributed
 from ssl_train.early_stopping import EarlyStopping
 from ssl_train.errors import CheckpointError, SslTrainError
@@ -44,6 +54,8 @@ from ssl_train.run_report import write_plots
 from ssl_train.schedule import WarmupCosine
 from ssl_train.step import broadcast_flag, forward_backward, reduce_step
 from ssl_train.stop_signals import StopSignals
+
+_log = logging.getLogger("ssl_train")
 
 
 @dataclass
@@ -146,6 +158,8 @@ class Trainer:
             folder that already holds a run is an error, so no run is mixed with another.
 
     Raises:
+        RecipeError: An ``image_folder`` recipe's ``data.path`` is unset, missing or holds no
+            readable image, or its ``data.eval_path`` is missing (the message names the key).
         CheckpointError: ``resume`` is set and no matching checkpoint exists, or it is corrupt
             or from another recipe or dataset.
         SslTrainError: ``output`` holds something and neither ``resume`` nor ``overwrite``.
@@ -184,7 +198,7 @@ class Trainer:
         main = run.ctx.is_main
         resume_step = counters.step if self.resume else None
         logger = MetricLogger(self._sinks(counters.loggers, resume_step, run) if main else [])
-        want_map = r.logging.plots and r.logging.embedding_map
+        want_map = r.logging.plots and r.logging.embedding_map and has_labelled_eval(r)
         evaluator = (
             OnlineEvaluator(r, run.ctx.device) if main and (run.eval_period or want_map) else None
         )
@@ -217,6 +231,7 @@ class Trainer:
     def _build(self) -> _Run:
         """Process group, run folder, data, model, optimiser, scaler and schedules."""
         r = self.recipe
+        check_data_source(r)  # before the run folder is touched
         ctx = init_distributed(r.trainer.device, r.distributed.backend)
         if r.logging.mlflow.enabled and ctx.is_main:
             import_mlflow()  # a missing optional dependency fails before any work
@@ -251,13 +266,22 @@ class Trainer:
             )
             model = sync_bn(model)  # type: ignore[assignment]
         es = r.evaluation.early_stopping
+        every_epochs = r.evaluation.every_epochs
+        if not has_labelled_eval(r):
+            every_epochs = None
+            if ctx.is_main:
+                _log.warning(
+                    "online kNN evaluation is off: data.eval_path is not set (a labelled folder, "
+                    "one sub-folder of images per class); set it to monitor kNN top-1 during "
+                    "pretraining and to run ssl-train evaluate without --eval-path"
+                )
         return _Run(
             ctx, recipe_yaml, images, per_epoch, total, micro,
             WarmupCosine(total, r.optimizer.lr, r.schedule.warmup_steps, r.schedule.final_lr_ratio),
             views, model, build_optimizer(model, r.optimizer),
             torch.amp.GradScaler(ctx.device.type, enabled=r.trainer.precision == "fp16"),
             EarlyStopping(es.monitor, es.patience, es.min_delta), examples,
-            every_epochs=r.evaluation.every_epochs,
+            every_epochs=every_epochs,
         )  # fmt: skip
 
     def _load(self, run: _Run) -> tuple[_Counters, RngState | None]:
@@ -272,7 +296,7 @@ class Trainer:
         if state.dataset_size is not None and state.dataset_size != n:
             raise CheckpointError(
                 f"{folder}: written for a dataset of {state.dataset_size} images, this run has "
-                f"{n} (data.root={r.data.root!r}); the data position would not match"
+                f"{n} ({describe_source(r)}); the data position would not match"
             )
         diff = run.schedule.mismatch(state.schedule) if state.schedule else None
         if diff:
@@ -429,6 +453,7 @@ class Trainer:
             if r.trainer.clip_grad_norm is not None:
                 scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(run.model.parameters(), r.trainer.clip_grad_norm)
+            run.model.before_optimizer_step(c.step + 1, run.total)
             scaler.step(opt)
             scaler.update()
             opt.zero_grad(set_to_none=True)
