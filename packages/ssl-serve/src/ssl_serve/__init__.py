@@ -12,7 +12,14 @@ from ssl_serve.bundle import (
     read_bundle,
     write_bundle,
 )
-from ssl_serve.client import Classifications, EmbeddingClient, ModelInfo, TextEmbeddings
+from ssl_serve.client import (
+    AsyncEmbeddingClient,
+    Classifications,
+    EmbeddingClient,
+    ModelInfo,
+    RetryPolicy,
+    TextEmbeddings,
+)
 from ssl_serve.errors import (
     BundleError,
     CheckpointError,
@@ -35,6 +42,7 @@ from ssl_serve.repository import ModelEntry, ModelRepository
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncEmbeddingClient",
     "Bundle",
     "BundleError",
     "CheckpointError",
@@ -54,6 +62,7 @@ __all__ = [
     "RequestDeadlineError",
     "RequestDroppedError",
     "RequestTooLargeError",
+    "RetryPolicy",
     "SslServeError",
     "TensorSpec",
     "TextEmbeddings",

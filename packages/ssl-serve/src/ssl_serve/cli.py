@@ -60,6 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         tokens=tokens,
+        reload_interval_s=args.reload_interval_s,
     )
     server = EmbeddingServer(config)
     server.start()
@@ -416,6 +417,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ssl-serve` (one subparser per subcommand)."""
     parser = argparse.ArgumentParser(
@@ -425,7 +433,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ssl-serve {__version__}")
     parser.add_argument(
-        "--log-level", default="INFO", help="logging level on stderr (default: %(default)s)"
+        "--log-level",
+        default="INFO",
+        help="logging level on stderr; DEBUG also logs every request served (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="stderr log lines: text, or json (one object per line: time, level, logger, "
+        "message; per-request lines add model, method, code, ms) (default: %(default)s)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -540,6 +557,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="as --token, the tokens read from FILE (one per line, # comments; any one is "
         "accepted, so a new token can be added before the old one is removed)",
+    )
+    p.add_argument(
+        "--reload-interval-s",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="hot reload: poll the repository every S seconds; a version folder added, "
+        "changed (its files' size/mtime/inode) or removed, and unchanged over two polls, is "
+        "loaded and warmed beside the one served, then swapped in (or removed) without failing "
+        "a request; a bundle that fails to load is logged and skipped (default: off, the "
+        "repository is read once at start)",
     )
     p.set_defaults(func=_serve)
 
@@ -790,11 +818,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `ssl-serve`; returns the exit status (0 ok, 1 error, 2 usage)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if args.log_format == "json":
+        from ssl_serve.server.logs import configure_logging
+
+        configure_logging(args.log_level, "json")
+    else:
+        logging.basicConfig(
+            level=args.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
     try:
         return int(args.func(args))
     except (SslServeError, FileExistsError, FileNotFoundError) as e:

@@ -4,6 +4,10 @@ Folder names, not the names inside `bundle.json`, decide what a model is served 
 can be copied under another name or version (the way Triton treats its model repository).
 Entries whose name starts with "." are skipped: the exporter builds bundles in such hidden
 temporary folders before renaming them into place.
+
+:func:`scan_versions` reads a repository leniently (a broken version folder is reported, not
+raised) and :func:`bundle_fingerprint` tells when a bundle's files changed: the server's hot
+reload (:mod:`ssl_serve.server.reload`) uses both.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from ssl_serve.errors import BundleError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
+# A bundle folder's file stats: (file name, size in bytes, mtime in ns, inode) per file, sorted.
+Fingerprint = tuple[tuple[str, int, int, int], ...]
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -27,12 +34,15 @@ class ModelEntry:
         version: Version (the folder name).
         path: The version folder, holding `model.onnx` and `bundle.json`.
         bundle: The validated `bundle.json`.
+        fingerprint: :func:`bundle_fingerprint` of the folder, taken before `bundle.json` was
+            read (so a later change of any file shows as a different fingerprint).
     """
 
     name: str
     version: str
     path: Path
     bundle: Bundle
+    fingerprint: Fingerprint = ()
 
     @property
     def model_path(self) -> Path:
@@ -84,11 +94,97 @@ def version_sort_key(version: str) -> tuple[int, int, str]:
     return (0, 0, version)
 
 
+def version_folders(root: str | Path) -> list[Path]:
+    """Every ``<root>/<name>/<version>/`` folder, hidden names (".") skipped, sorted.
+
+    Args:
+        root: A model repository folder.
+
+    Returns:
+        The version folders, by model name, then folder name (not version order).
+    """
+    folders: list[Path] = []
+    for model_dir in sorted(Path(root).iterdir()):
+        if model_dir.name.startswith(".") or not model_dir.is_dir():
+            continue
+        folders += [
+            d for d in sorted(model_dir.iterdir()) if not d.name.startswith(".") and d.is_dir()
+        ]
+    return folders
+
+
+def bundle_fingerprint(folder: str | Path) -> Fingerprint:
+    """Size, modification time and inode of every file directly in a bundle folder.
+
+    Cheap (one ``stat`` per file, no reading), and it changes when a file is rewritten in place
+    (size or mtime) or replaced by a rename (inode), e.g. a new `model.onnx` copied over.
+
+    Args:
+        folder: A version folder.
+
+    Returns:
+        ``(file name, size in bytes, mtime in ns, inode)`` per non-hidden regular file, sorted
+        by name; empty when the folder is gone.
+    """
+    stats = []
+    try:
+        children = sorted(Path(folder).iterdir())
+    except OSError:
+        return ()
+    for path in children:
+        if path.name.startswith("."):
+            continue
+        try:
+            st = path.stat()
+        except OSError:  # removed while scanning
+            continue
+        if path.is_file():
+            stats.append((path.name, st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(stats)
+
+
+def read_entry(version_dir: Path) -> ModelEntry:
+    """The entry of one ``<name>/<version>/`` folder, its bundle.json validated.
+
+    Args:
+        version_dir: A version folder of a repository.
+
+    Returns:
+        The entry, named after the folders (a warning is logged when bundle.json names another
+        model or version: folder names win), with its :func:`bundle_fingerprint`.
+
+    Raises:
+        BundleError: The folder lacks `model.onnx` or `bundle.json`, or bundle.json is invalid.
+    """
+    fingerprint = bundle_fingerprint(version_dir)
+    for required in (BUNDLE_FILE, MODEL_FILE):
+        if not (version_dir / required).is_file():
+            raise BundleError(
+                version_dir,
+                f"version folder lacks {required}; a bundle holds {MODEL_FILE} and "
+                f"{BUNDLE_FILE} (see `ssl-serve export --help`)",
+            )
+    bundle = read_bundle(version_dir)
+    name, version = version_dir.parent.name, version_dir.name
+    if (bundle.name, bundle.version) != (name, version):
+        log.warning(
+            "%s: bundle.json says %s/%s; serving it as %s/%s (folder names win)",
+            version_dir,
+            bundle.name,
+            bundle.version,
+            name,
+            version,
+        )
+    return ModelEntry(name, version, version_dir, bundle, fingerprint)
+
+
 class ModelRepository:
     """A folder of models, each with one or more version folders.
 
     Args:
         root: The repository folder.
+        entries: The entries to hold instead of scanning ``root`` (a snapshot the server's hot
+            reload assembles from folders it loaded); None scans.
 
     Raises:
         BundleError: ``root`` is not a folder, a version folder lacks `model.onnx` or
@@ -96,8 +192,13 @@ class ModelRepository:
             rather than being silently skipped.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, entries: list[ModelEntry] | None = None) -> None:
         self.root = Path(root)
+        if entries is not None:
+            self._entries: dict[str, dict[str, ModelEntry]] = {}
+            for e in entries:
+                self._entries.setdefault(e.name, {})[e.version] = e
+            return
         if not self.root.is_dir():
             raise BundleError(self.root, "model repository folder does not exist")
         self._entries = self._scan()
@@ -111,26 +212,7 @@ class ModelRepository:
             for version_dir in sorted(model_dir.iterdir()):
                 if version_dir.name.startswith(".") or not version_dir.is_dir():
                     continue
-                for required in (BUNDLE_FILE, MODEL_FILE):
-                    if not (version_dir / required).is_file():
-                        raise BundleError(
-                            version_dir,
-                            f"version folder lacks {required}; a bundle holds {MODEL_FILE} and "
-                            f"{BUNDLE_FILE} (see `ssl-serve export --help`)",
-                        )
-                bundle = read_bundle(version_dir)
-                if (bundle.name, bundle.version) != (model_dir.name, version_dir.name):
-                    log.warning(
-                        "%s: bundle.json says %s/%s; serving it as %s/%s (folder names win)",
-                        version_dir,
-                        bundle.name,
-                        bundle.version,
-                        model_dir.name,
-                        version_dir.name,
-                    )
-                versions[version_dir.name] = ModelEntry(
-                    model_dir.name, version_dir.name, version_dir, bundle
-                )
+                versions[version_dir.name] = read_entry(version_dir)
             if versions:
                 models[model_dir.name] = versions
             else:

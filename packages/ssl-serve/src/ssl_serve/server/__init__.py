@@ -8,8 +8,10 @@ from ssl_serve.server.app import (
     run_until_signal,
 )
 from ssl_serve.server.batcher import BatchingConfig, DynamicBatcher, ModelBatcher, TextRows
+from ssl_serve.server.logs import JsonFormatter, configure_logging
 from ssl_serve.server.metrics import MetricsEndpoint, ServerMetrics
 from ssl_serve.server.models import InferenceResult, LoadedModel, ModelRegistry
+from ssl_serve.server.reload import ReloadReport, RepositoryWatcher
 from ssl_serve.server.security import (
     BearerTokenInterceptor,
     read_token_file,
@@ -25,13 +27,17 @@ __all__ = [
     "EmbeddingServer",
     "EmbeddingServicer",
     "InferenceResult",
+    "JsonFormatter",
     "LoadedModel",
     "MetricsEndpoint",
     "ModelBatcher",
     "ModelRegistry",
+    "ReloadReport",
+    "RepositoryWatcher",
     "ServerConfig",
     "ServerMetrics",
     "TextRows",
+    "configure_logging",
     "format_address",
     "read_token_file",
     "run_until_signal",

@@ -1,7 +1,8 @@
 """The gRPC server process: EmbeddingService, KServe v2, grpc.health.v1, reflection, shutdown.
 
 Requests reach the models through the dynamic batcher (:mod:`ssl_serve.server.batcher`); TLS,
-mutual TLS and bearer tokens are set up here from :mod:`ssl_serve.server.security`.
+mutual TLS and bearer tokens are set up here from :mod:`ssl_serve.server.security`; hot reload
+of the repository is :mod:`ssl_serve.server.reload`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ssl_serve.repository import ModelRepository, empty_repository_hint
 from ssl_serve.server.batcher import BatchingConfig, DynamicBatcher
 from ssl_serve.server.metrics import MetricsEndpoint, ServerMetrics
 from ssl_serve.server.models import ModelRegistry
+from ssl_serve.server.reload import ReloadReport, RepositoryWatcher
 from ssl_serve.server.security import BearerTokenInterceptor, server_credentials
 from ssl_serve.server.service import EmbeddingServicer
 from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
@@ -36,6 +38,7 @@ MIB = 1024 * 1024
 EMBEDDING_SERVICE = embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class ServerConfig:
             (mutual TLS); needs ``tls_cert``.
         tokens: Bearer tokens accepted (any one); when set, every RPC but grpc.health.v1 must
             carry metadata ``authorization: Bearer <token>`` or is UNAUTHENTICATED.
+        reload_interval_s: Seconds between polls of the repository for added, changed and
+            removed version folders (hot reload, :mod:`ssl_serve.server.reload`); None (the
+            default) loads the repository once, at start.
     """
 
     repository: Path
@@ -93,6 +99,7 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     tokens: tuple[str, ...] = ()
+    reload_interval_s: float | None = None
 
     @property
     def batching(self) -> BatchingConfig:
@@ -134,10 +141,19 @@ class EmbeddingServer:
             invalid.
         SslServeError: A TLS file cannot be read, a TLS option lacks its partner, or a token
             is malformed.
-        ValueError: A batching limit is out of range.
+        ValueError: A batching limit or the reload interval is out of range.
+
+    With ``config.reload_interval_s``, a watcher polls the repository once serving and adds,
+    replaces (side by side, then an atomic swap) and removes model versions without failing a
+    request; see :mod:`ssl_serve.server.reload`.
     """
 
     def __init__(self, config: ServerConfig) -> None:
+        if config.reload_interval_s is not None and not config.reload_interval_s > 0:
+            raise ValueError(
+                f"reload_interval_s must be > 0 seconds (None: no hot reload), got "
+                f"{config.reload_interval_s}"
+            )
         self.config = config
         self._credentials = _credentials(config)
         batching = config.batching
@@ -209,6 +225,36 @@ class EmbeddingServer:
             self.health.set(name, _NOT_SERVING)
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.watcher: RepositoryWatcher | None = None
+        if config.reload_interval_s is not None:
+            self.watcher = RepositoryWatcher(
+                self.registry,
+                self.batcher,
+                interval_s=config.reload_interval_s,
+                drain_timeout_s=max(config.grace_s, 30.0),
+                metrics=self.metrics,
+                on_swap=self._on_swap,
+            )
+
+    def _on_swap(self, names_before: set[str], names_after: set[str]) -> None:
+        """Per-model health after a hot reload: SERVING for every name served, unknown for gone."""
+        for name in sorted(names_after):
+            self.health.set(name, _SERVING)
+        for name in sorted(names_before - names_after):
+            self.health.set(name, _SERVICE_UNKNOWN)
+
+    def reload(self) -> ReloadReport:
+        """Poll the repository once now (hot reload must be on; changes need two polls).
+
+        Returns:
+            What the poll added, replaced, removed, or failed to load.
+
+        Raises:
+            SslServeError: The server was made without ``reload_interval_s``.
+        """
+        if self.watcher is None:
+            raise SslServeError("hot reload is off; set reload_interval_s (--reload-interval-s)")
+        return self.watcher.poll()
 
     @property
     def address(self) -> str:
@@ -273,6 +319,13 @@ class EmbeddingServer:
             self.address,
             1000 * (time.perf_counter() - t0),
         )
+        if self.watcher is not None:
+            self.watcher.start()
+            log.info(
+                "hot reload: polling %s every %.1f s",
+                self.registry.repository.root,
+                self.watcher.interval_s,
+            )
         return port
 
     def stop(self, grace_s: float | None = None) -> None:
@@ -283,6 +336,9 @@ class EmbeddingServer:
                 config's ``grace_s``.
         """
         grace = self.config.grace_s if grace_s is None else grace_s
+        if self.watcher is not None:
+            # Not longer: a poll waiting for an old version's requests must not eat the grace.
+            self.watcher.stop(timeout_s=5.0)
         self._ready.clear()
         self.health.enter_graceful_shutdown()
         self._server.stop(grace).wait()

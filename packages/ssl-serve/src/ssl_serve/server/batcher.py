@@ -17,6 +17,11 @@ thread, when the model is idle and the queue empty), so a single client pays no 
 Requests whose deadline has passed or whose client has gone are dropped before they run; a
 full queue (``max_queue_size`` requests) refuses new ones with RESOURCE_EXHAUSTED.
 
+A hot reload replaces a model version by another :class:`LoadedModel` with a batcher of its own;
+the old batcher is *retired*: its scheduler runs what is queued, then exits, and a request that
+resolved the old model just before the swap still runs on it, alone on its own thread, so no
+request is stranded or fails because of the swap.
+
 Reference: the dynamic batcher of NVIDIA Triton Inference Server (``max_queue_delay``,
 ``max_queue_size``) and the token-budget batching of Hugging Face text-embeddings-inference.
 """
@@ -167,6 +172,7 @@ class ModelBatcher:
         self._arriving = 0  # requests decoding/tokenising before they join the queue
         self._running = 0  # batches running (on the scheduler or, alone, on an RPC thread)
         self._stopped = False
+        self._retired = False  # replaced by a hot reload: queued requests run, new ones alone
         self._thread = threading.Thread(
             target=self._loop, name=f"batcher-{model.entry.name}-{model.entry.version}", daemon=True
         )
@@ -192,6 +198,31 @@ class ModelBatcher:
                 request.future.set_exception(self._draining())
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+
+    def retire(self) -> None:
+        """Let the scheduler run what is queued, then exit; later requests run alone.
+
+        For a model version a hot reload replaced or removed: requests that resolved it before
+        the swap still get their answers from it.
+        """
+        with self._cond:
+            self._retired = True
+            self._cond.notify_all()
+
+    @property
+    def idle(self) -> bool:
+        """Whether no request is on its way, queued or running."""
+        with self._cond:
+            return not self._queue and self._arriving == 0 and self._running == 0
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until :attr:`idle`; returns False when ``timeout_s`` seconds passed first."""
+        deadline = time.monotonic() + timeout_s
+        while not self.idle:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     @contextmanager
     def arrival(self) -> Iterator[Arrival]:
@@ -229,7 +260,9 @@ class ModelBatcher:
             if request.deadline is not None and time.monotonic() >= request.deadline:
                 self._count_dropped("deadline")
                 raise RequestDeadlineError(f"deadline passed before {self._name()} ran it")
-            alone = not self._queue and self._arriving == 0 and self._running == 0
+            alone = self._retired or (
+                not self._queue and self._arriving == 0 and self._running == 0
+            )
             if alone:
                 self._running += 1
             else:
@@ -305,11 +338,19 @@ class ModelBatcher:
                 # A batch forms when the model is free, so it takes every request that came
                 # meanwhile, and deadlines are checked just before it runs.
                 while (not self._queue or self._running) and not self._stopped:
+                    if self._retired and not self._queue:
+                        return None
                     self._cond.wait()
                 if self._stopped:
                     return None
                 close = self._queue[0].enqueued + config.max_queue_delay_s
-                while self._arriving > 0 and not self._stopped and not self._full():
+                # A retired batcher's arrivals run alone: waiting for them would be in vain.
+                while (
+                    self._arriving > 0
+                    and not self._stopped
+                    and not self._retired
+                    and not self._full()
+                ):
                     remaining = close - time.perf_counter()
                     if remaining <= 0:
                         break
@@ -508,12 +549,8 @@ class Arrival:
         return request.future.result()
 
 
-def _total_depth(batchers: Sequence[ModelBatcher]) -> int:
-    return sum(b.queue_depth for b in batchers)
-
-
 class DynamicBatcher:
-    """One :class:`ModelBatcher` per model version of a registry.
+    """One :class:`ModelBatcher` per model version of a registry (added and retired by reloads).
 
     Args:
         registry: The models served.
@@ -528,25 +565,82 @@ class DynamicBatcher:
         metrics: ServerMetrics | None = None,
     ) -> None:
         self.config = config
-        self._batchers = {
-            (m.entry.name, m.entry.version): ModelBatcher(m, config, metrics)
-            for m in registry.models()
-        }
-        if metrics is not None:
-            for name in registry.repository.names():
-                versions = [b for (n, _), b in self._batchers.items() if n == name]
-                metrics.track_queue_depth(name, functools.partial(_total_depth, versions))
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._started = False
+        self._stopped = False
+        self._batchers: dict[LoadedModel, ModelBatcher] = {}
+        for model in registry.models():
+            self.add(model)
+
+    def add(self, model: LoadedModel) -> ModelBatcher:
+        """Give ``model`` (a model version about to be served) its batcher, started when this is.
+
+        Returns:
+            The new batcher.
+        """
+        batcher = ModelBatcher(model, self.config, self.metrics)
+        with self._lock:
+            self._batchers[model] = batcher
+            if self._started and not self._stopped:
+                batcher.start()
+        if self.metrics is not None:
+            name = model.entry.name
+            self.metrics.track_queue_depth(name, functools.partial(self.queue_depth, name))
+        return batcher
+
+    def retire(self, model: LoadedModel, timeout_s: float) -> bool:
+        """Retire ``model``'s batcher, wait until its requests are answered, then forget it.
+
+        Args:
+            model: A model version no longer served (the registry no longer resolves to it).
+            timeout_s: Seconds to wait for its queued and running requests.
+
+        Returns:
+            Whether every request was answered within ``timeout_s`` (the batcher is forgotten
+            either way; requests still running finish on their own threads).
+        """
+        with self._lock:
+            batcher = self._batchers.get(model)
+        if batcher is None:
+            return True
+        batcher.retire()
+        idle = batcher.wait_idle(timeout_s)
+        with self._lock:
+            self._batchers.pop(model, None)
+        return idle
+
+    def queue_depth(self, name: str) -> int:
+        """Requests waiting in the queues of every version of model ``name``."""
+        with self._lock:
+            batchers = [b for m, b in self._batchers.items() if m.entry.name == name]
+        return sum(b.queue_depth for b in batchers)
 
     def for_model(self, model: LoadedModel) -> ModelBatcher:
-        """The batcher of ``model`` (a model version of the registry)."""
-        return self._batchers[(model.entry.name, model.entry.version)]
+        """The batcher of ``model`` (a model version the registry resolved).
+
+        A request that resolved a model version just before a hot reload retired it gets a
+        retired batcher, which runs it alone on the caller's thread.
+        """
+        with self._lock:
+            batcher = self._batchers.get(model)
+        if batcher is None:
+            batcher = ModelBatcher(model, self.config, self.metrics)
+            batcher.retire()
+        return batcher
 
     def start(self) -> None:
         """Start every scheduler thread."""
-        for batcher in self._batchers.values():
+        with self._lock:
+            self._started = True
+            batchers = list(self._batchers.values())
+        for batcher in batchers:
             batcher.start()
 
     def stop(self) -> None:
         """Stop every scheduler; requests still queued fail with UNAVAILABLE."""
-        for batcher in self._batchers.values():
+        with self._lock:
+            self._stopped = True
+            batchers = list(self._batchers.values())
+        for batcher in batchers:
             batcher.stop()

@@ -148,6 +148,10 @@ class ServerMetrics:
             registry=r,
         )
 
+    def add_models(self, model_names: Iterable[str]) -> None:
+        """Allow more ``model`` label values (models a hot reload added to the repository)."""
+        self._models = self._models | frozenset(model_names)
+
     def model_label(self, name: str) -> str:
         """``name`` when the repository holds it, ``(unknown)`` otherwise ("" stays "")."""
         if not name or name in self._models:

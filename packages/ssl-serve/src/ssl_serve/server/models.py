@@ -46,7 +46,12 @@ class InferenceResult:
     inference_s: float
 
 
-@dataclass
+def new_model(entry: ModelEntry) -> LoadedModel:
+    """A not yet loaded :class:`LoadedModel` of ``entry`` (its bundle.json text read now)."""
+    return LoadedModel(entry, (entry.path / BUNDLE_FILE).read_text("utf-8"))
+
+
+@dataclass(eq=False)  # identity: two loads of one folder are two models (a hot reload's swap)
 class LoadedModel:
     """One model version and its session.
 
@@ -260,6 +265,11 @@ class LoadedModel:
 class ModelRegistry:
     """Every version of every model of a repository, with their sessions.
 
+    The registry holds one snapshot (a :class:`ModelRepository` and its loaded models) and
+    replaces it whole (:meth:`swap`), so a reader sees either the old set of versions or the new
+    one, never a mix; a request keeps the :class:`LoadedModel` it resolved even when a hot reload
+    replaces it meanwhile.
+
     Args:
         repository: The scanned model repository.
         intra_op_threads: onnxruntime threads per session; None picks the default.
@@ -277,15 +287,20 @@ class ModelRegistry:
         max_batch_tokens: int = 8192,
         max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS,
     ) -> None:
-        self.repository = repository
         self.intra_op_threads = intra_op_threads
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_seconds = max_batch_seconds
-        self._models = {
-            (e.name, e.version): LoadedModel(e, (e.path / BUNDLE_FILE).read_text("utf-8"))
-            for e in repository.entries()
-        }
+        models = {(e.name, e.version): new_model(e) for e in repository.entries()}
+        self._snapshot: tuple[ModelRepository, dict[tuple[str, str], LoadedModel]] = (
+            repository,
+            models,
+        )
+
+    @property
+    def repository(self) -> ModelRepository:
+        """The repository snapshot served now."""
+        return self._snapshot[0]
 
     def load_all(self, on_model_ready: Callable[[str], None] | None = None) -> None:
         """Create and warm (one zero-input inference) every session, in name/version order.
@@ -298,48 +313,69 @@ class ModelRegistry:
         """
         for name in self.repository.names():
             for model in self.versions(name):
-                t0 = time.perf_counter()
-                bundle = model.bundle
-                embedder: OnnxEmbedder | OnnxTextEmbedder
-                if isinstance(bundle.preprocessing, AudioPreprocessing):
-                    self._load_audio(model)
-                    continue
-                if isinstance(bundle.preprocessing, TextPreprocessing):
-                    prep = bundle.preprocessing
-                    tokenizer = TextTokenizer(model.entry.path / prep.tokenizer, prep.max_length)
-                    embedder = OnnxTextEmbedder(
-                        model.entry.model_path,
-                        input_names=bundle.input_names,
-                        output_name=bundle.output.name,
-                        pad_id=prep.pad_id,
-                        intra_op_threads=self.intra_op_threads,
-                        max_batch_size=self.max_batch_size,
-                        max_batch_tokens=self.max_batch_tokens,
-                    )
-                    embedder.warm_up()
-                    model.tokenizer = tokenizer
-                    model.text_embedder = embedder
-                else:
-                    embedder = OnnxEmbedder(
-                        model.entry.model_path,
-                        input_name=bundle.input.name,
-                        output_name=bundle.output.name,
-                        intra_op_threads=self.intra_op_threads,
-                        max_batch_size=self.max_batch_size,
-                    )
-                    embedder.warm_up()
-                    model.embedder = embedder
-                log.info(
-                    "loaded %s/%s (%s, D=%d, %d threads) in %.0f ms",
-                    name,
-                    model.entry.version,
-                    bundle.modality,
-                    bundle.embedding_dim,
-                    embedder.intra_op_threads,
-                    1000 * (time.perf_counter() - t0),
-                )
+                self.load(model)
             if on_model_ready is not None:
                 on_model_ready(name)
+
+    def load(self, model: LoadedModel) -> None:
+        """Create and warm ``model``'s session(s) (tokenizer too, for text bundles).
+
+        Args:
+            model: A model version, of this registry or about to be added by :meth:`swap`.
+
+        Raises:
+            BundleError: The model cannot be loaded or its warm-up fails (onnxruntime's own
+                errors may also escape for a corrupt `model.onnx`).
+        """
+        t0 = time.perf_counter()
+        bundle = model.bundle
+        embedder: OnnxEmbedder | OnnxTextEmbedder
+        if isinstance(bundle.preprocessing, AudioPreprocessing):
+            self._load_audio(model)
+            return
+        if isinstance(bundle.preprocessing, TextPreprocessing):
+            prep = bundle.preprocessing
+            tokenizer = TextTokenizer(model.entry.path / prep.tokenizer, prep.max_length)
+            embedder = OnnxTextEmbedder(
+                model.entry.model_path,
+                input_names=bundle.input_names,
+                output_name=bundle.output.name,
+                pad_id=prep.pad_id,
+                intra_op_threads=self.intra_op_threads,
+                max_batch_size=self.max_batch_size,
+                max_batch_tokens=self.max_batch_tokens,
+            )
+            embedder.warm_up()
+            model.tokenizer = tokenizer
+            model.text_embedder = embedder
+        else:
+            embedder = OnnxEmbedder(
+                model.entry.model_path,
+                input_name=bundle.input.name,
+                output_name=bundle.output.name,
+                intra_op_threads=self.intra_op_threads,
+                max_batch_size=self.max_batch_size,
+            )
+            embedder.warm_up()
+            model.embedder = embedder
+        log.info(
+            "loaded %s/%s (%s, D=%d, %d threads) in %.0f ms",
+            model.entry.name,
+            model.entry.version,
+            bundle.modality,
+            bundle.embedding_dim,
+            embedder.intra_op_threads,
+            1000 * (time.perf_counter() - t0),
+        )
+
+    def swap(self, models: list[LoadedModel]) -> None:
+        """Serve exactly ``models`` from now on (one atomic replacement of the snapshot).
+
+        Args:
+            models: Every model version to serve, loaded; unique (name, version) pairs.
+        """
+        repository = ModelRepository(self.repository.root, [m.entry for m in models])
+        self._snapshot = (repository, {(m.entry.name, m.entry.version): m for m in models})
 
     def run_audio(
         self, model: LoadedModel, clips: list[np.ndarray], output_names: list[str]
@@ -386,8 +422,9 @@ class ModelRegistry:
         Raises:
             ModelNotFoundError: No such model or version.
         """
-        entry = self.repository.resolve(name, version)
-        return self._models[(entry.name, entry.version)]
+        repository, models = self._snapshot
+        entry = repository.resolve(name, version)
+        return models[(entry.name, entry.version)]
 
     def versions(self, name: str) -> list[LoadedModel]:
         """Every version of ``name``, lowest first."""
@@ -395,4 +432,5 @@ class ModelRegistry:
 
     def models(self) -> list[LoadedModel]:
         """Every model version, by name, then version."""
-        return [self._models[(e.name, e.version)] for e in self.repository.entries()]
+        repository, models = self._snapshot
+        return [models[(e.name, e.version)] for e in repository.entries()]

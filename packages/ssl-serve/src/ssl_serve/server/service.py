@@ -49,6 +49,39 @@ _Response = TypeVar("_Response")
 DEFAULT_TOP_K = 5
 
 
+def log_request(
+    method: str, model: str, code: grpc.StatusCode, seconds: float, error: str = ""
+) -> None:
+    """Log one answered request with structured fields ``model``, ``method``, ``code``, ``ms``.
+
+    Successful requests log at DEBUG (an access log: ``--log-level DEBUG``), failed ones at
+    INFO with the error message; ``--log-format json`` writes the fields as JSON keys.
+
+    Args:
+        method: RPC name, e.g. ``"Embed"``.
+        model: The requested model name ("" for calls without one).
+        code: The status the request was answered with.
+        seconds: Handler time, in seconds.
+        error: The status message of a failed request.
+    """
+    ms = round(1000 * seconds, 3)
+    level = logging.DEBUG if code == grpc.StatusCode.OK else logging.INFO
+    if not log.isEnabledFor(level):
+        return
+    fields = {"model": model, "method": method, "code": code.name, "ms": ms}
+    suffix = f": {error}" if error else ""
+    log.log(
+        level,
+        "%s %s -> %s in %.1f ms%s",
+        method,
+        model or "-",
+        code.name,
+        ms,
+        suffix,
+        extra=fields,
+    )
+
+
 def grpc_errors(
     method: Callable[[Any, Any, grpc.ServicerContext], _Response],
 ) -> Callable[[Any, Any, grpc.ServicerContext], _Response]:
@@ -62,21 +95,26 @@ def grpc_errors(
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> _Response:
         t0 = time.perf_counter()
         code = grpc.StatusCode.OK
+        error = ""
         try:
             return method(self, request, context)
         except SslServeError as e:
             code = grpc_status_code(e)
-            log.info("%s -> %s: %s", method.__name__, code.name, e)
-            context.abort(code, str(e))
+            error = str(e)
+            context.abort(code, error)
         except Exception as e:
             code = grpc.StatusCode.INTERNAL
+            error = f"internal error: {type(e).__name__}: {e}"
             log.exception("%s failed", method.__name__)
-            context.abort(code, f"internal error: {type(e).__name__}: {e}")
+            context.abort(code, error)
         finally:
+            seconds = time.perf_counter() - t0
+            model = getattr(request, "model_name", "") or getattr(request, "name", "")
+            log_request(method.__name__, model, code, seconds, error)
             metrics: ServerMetrics | None = getattr(self, "metrics", None)
             if metrics is not None:
                 model = getattr(request, "model_name", "")
-                metrics.observe_request(method.__name__, model, code, time.perf_counter() - t0)
+                metrics.observe_request(method.__name__, model, code, seconds)
         raise AssertionError("context.abort returned")  # abort always raises
 
     return wrapper
@@ -137,13 +175,13 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             t0 = time.perf_counter()
             request_id = request.request_id or uuid.uuid4().hex
             code = grpc.StatusCode.OK
+            message = ""
             try:
                 response = self._embed(request, request_id, "EmbedStream", context)
             except Exception as e:
                 if isinstance(e, SslServeError):
                     code = grpc_status_code(e)
                     message = str(e)
-                    log.info("EmbedStream request %s -> %s: %s", request_id, code.name, e)
                 else:
                     code = grpc.StatusCode.INTERNAL
                     message = f"internal error: {type(e).__name__}: {e}"
@@ -155,10 +193,11 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                     error=embedding_pb2.Error(code=code.value[0], message=message),
                     timing=embedding_pb2.Timing(total_ms=1000 * (time.perf_counter() - t0)),
                 )
+            seconds = time.perf_counter() - t0
+            error = f"request {request_id}: {message}" if message else ""
+            log_request("EmbedStream", request.model_name, code, seconds, error)
             if self.metrics is not None:
-                self.metrics.observe_request(
-                    "EmbedStream", request.model_name, code, time.perf_counter() - t0
-                )
+                self.metrics.observe_request("EmbedStream", request.model_name, code, seconds)
             yield response
 
     def _embed(
