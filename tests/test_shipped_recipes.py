@@ -1,4 +1,8 @@
-"""Every shipped recipe trains (a few steps on real Fashion-MNIST) and exports a valid bundle."""
+"""Every shipped recipe trains (a few steps on real data) and exports a valid bundle.
+
+Image recipes: real Fashion-MNIST, exported by ``export_checkpoint``. Text recipes: ssl-data's
+real WordNet sample, exported from the run's Hugging Face folder by ``export_hf_model``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from PIL import Image
 
 from ssl_data import load_fashion_mnist
 from ssl_data.datasets import bundled_sample_root
-from ssl_serve.export import export_checkpoint
+from ssl_data.datasets.wordnet import bundled_sample_root as wordnet_sample_root
+from ssl_serve.export import export_checkpoint, export_hf_model
 from ssl_train import recipe_from_dict
 from ssl_train.recipes import shipped_recipes
 from ssl_train.trainer import Trainer
@@ -33,6 +38,9 @@ def test_recipe_trains_and_exports(name, tmp_path):
     tree["budget"].pop("epochs", None)  # two steps instead
     overrides = ["data.limit=96", "budget.batch_size=32", "budget.steps=2",
                  "logging.progress_bar=false", "logging.plots=false"]  # fmt: skip
+    if tree["data"]["dataset"] in ("wordnet", "fortunes", "text_file"):
+        _text_recipe_trains_and_exports(name, tree, overrides, tmp_path)
+        return
     if tree["data"]["dataset"] == "image_folder":  # real Fashion-MNIST images as PNG files
         images, _ = load_fashion_mnist("train", root=bundled_sample_root())
         (tmp_path / "images").mkdir()
@@ -54,3 +62,29 @@ def test_recipe_trains_and_exports(name, tmp_path):
     x = np.zeros((3, recipe.data.channels, size, size), dtype=np.float32)
     out = session.run(None, {"pixel_values": x})[0]
     assert out.shape == (3, bundle["embedding_dim"])
+
+
+def _text_recipe_trains_and_exports(name, tree, overrides, tmp_path):
+    assert tree["data"]["dataset"] == "wordnet"  # the only text corpus shipped recipes use
+    overrides += [f"data.root={wordnet_sample_root()}", "tokenizer.train.vocab_size=500",
+                  "evaluation.bank_size=100", "evaluation.heldout_size=50"]  # fmt: skip
+    recipe = recipe_from_dict(tree, overrides)
+    result = Trainer(recipe, tmp_path / "run").fit()
+    assert result.steps == 2 and math.isfinite(result.final_loss)
+    assert result.hf_model == tmp_path / "run" / "hf"
+
+    texts = ["A cat sat on the mat.", "a tall perennial woody plant having a main trunk"]
+    bundle = export_hf_model(result.hf_model, tmp_path / "bundle", name=name.replace("_", "-"),
+                             validation_texts=texts)  # fmt: skip
+    assert bundle["validation"]["max_abs_diff"] <= 1e-4
+    assert bundle["validation"]["tokenizer_mismatches"] == 0
+    session = ort.InferenceSession(
+        str(tmp_path / "bundle" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    feeds = {i.name: np.array([[2, 10, 3]], dtype=np.int64) for i in session.get_inputs()}
+    if "attention_mask" in feeds:
+        feeds["attention_mask"] = np.ones((1, 3), dtype=np.int64)
+    if "token_type_ids" in feeds:
+        feeds["token_type_ids"] = np.zeros((1, 3), dtype=np.int64)
+    out = session.run(None, feeds)[0]
+    assert out.shape == (1, bundle["embedding_dim"])

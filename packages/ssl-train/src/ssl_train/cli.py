@@ -9,6 +9,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from ssl_models import SslModelsError
 from ssl_train.errors import SslTrainError
 from ssl_train.evaluation.linear_probe import WEIGHT_DECAYS
 from ssl_train.recipes import shipped_recipes
+
+if TYPE_CHECKING:
+    from ssl_train.recipe import Recipe
 
 
 def _recipe_path(arg: str) -> Path:
@@ -66,12 +70,20 @@ def _pretrain(args: argparse.Namespace) -> int:
                     "final_loss": round(result.final_loss, 4)
                     if math.isfinite(result.final_loss)
                     else None,
-                    "images_per_s": round(result.images_per_s, 1),
+                    f"{'texts' if recipe.data.is_text else 'images'}_per_s": round(
+                        result.images_per_s, 1
+                    ),
+                    **(
+                        {"tokens_per_s": round(result.tokens_per_s, 1)}
+                        if result.tokens_per_s is not None
+                        else {}
+                    ),
                     "seconds": round(result.seconds, 1),
                     "checkpoint": str(result.checkpoint),
                     "stopped_early": result.stopped_early,
                     "skipped_steps": result.skipped_steps,
                     "evaluation": result.evaluation,
+                    **({"hf_model": str(result.hf_model)} if result.hf_model else {}),
                 }
             )
         )
@@ -110,15 +122,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         folder = resolve_checkpoint(args.checkpoint)
         recipe = load_recipe(folder / "recipe.yaml")
-        model = build_model(recipe)
-        load_checkpoint(folder, model, None, recipe.sha256())
-        train_images, train_y, test_images, test_y = labelled_eval_images(
-            recipe, args.eval_path, args.eval_test_path
-        )
-        if not args.threads:
-            torch.set_num_threads(recipe.threads or torch.get_num_threads())
-        train_x = embed_images(model, recipe, train_images)
-        test_x = embed_images(model, recipe, test_images)
+        if recipe.data.is_text:
+            train_x, train_y, test_x, test_y = _embed_text_run(args, folder, recipe)
+        else:
+            model = build_model(recipe)
+            load_checkpoint(folder, model, None, recipe.sha256())
+            train_images, train_y, test_images, test_y = labelled_eval_images(
+                recipe, args.eval_path, args.eval_test_path
+            )
+            if not args.threads:
+                torch.set_num_threads(recipe.threads or torch.get_num_threads())
+            train_x = embed_images(model, recipe, train_images)
+            test_x = embed_images(model, recipe, test_images)
     result: dict[str, object] = {
         "memory_bank": len(train_y),
         "queries": len(test_y),
@@ -150,6 +165,44 @@ def _evaluate(args: argparse.Namespace) -> int:
         Path(args.output).write_text(text + "\n")
     print(text)
     return 0
+
+
+def _embed_text_run(
+    args: argparse.Namespace, folder: Path, recipe: Recipe
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Embeddings of a text run's whole memory bank and held-out queries (its recipe's split)."""
+    import torch
+
+    from ssl_models.text import TextSSLMethod
+    from ssl_train.checkpoint import load_checkpoint
+    from ssl_train.evaluation import embed_texts
+    from ssl_train.text_data import load_text_corpus, run_tokenizer
+    from ssl_train.trainer import build_model
+
+    if args.eval_path or args.eval_test_path:
+        raise SslTrainError(
+            "--eval-path and --eval-test-path are image folders; a text run is evaluated on its "
+            "recipe's labelled split"
+        )
+    corpus = load_text_corpus(recipe)
+    if not corpus.labelled:
+        logging.getLogger("ssl_train").warning(
+            "evaluation skipped: data.dataset %s has no labels (kNN needs a labelled corpus: "
+            "wordnet, fortunes)", recipe.data.dataset,
+        )  # fmt: skip
+        raise SslTrainError(
+            f"nothing to evaluate: data.dataset {recipe.data.dataset} is unlabelled"
+        )
+    tokenizer = run_tokenizer(folder)
+    model = build_model(recipe, tokenizer.get_vocab_size())
+    assert isinstance(model, TextSSLMethod)  # the recipe's check allows text methods only
+    load_checkpoint(folder, model, None, recipe.sha256())
+    if not args.threads:
+        torch.set_num_threads(recipe.threads or torch.get_num_threads())
+    length = recipe.data.max_length
+    train_x = embed_texts(model, tokenizer, corpus.bank, length)
+    test_x = embed_texts(model, tokenizer, corpus.queries, length)
+    return train_x, corpus.bank_labels, test_x, corpus.query_labels
 
 
 def _finetune(args: argparse.Namespace) -> int:
@@ -273,7 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Labelled images of a --checkpoint: Fashion-MNIST's train/test splits; for an "
         "image_folder run, the recipe's data.eval_path (or --eval-path) split per class into "
         "memory bank and queries (data.eval_test_fraction, default 20%, a split fixed by seed "
-        "0), or --eval-path as bank and --eval-test-path as queries.",
+        "0), or --eval-path as bank and --eval-test-path as queries. A text run (wordnet, "
+        "fortunes): its recipe's split, the memory-bank texts (also the pretraining texts) as "
+        "bank and the held-out texts as queries, embedded with the method's pooling over real "
+        "tokens; an unlabelled text_file run has nothing to evaluate.",
     )
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument(

@@ -1,4 +1,7 @@
-"""The training data of a recipe: images in memory, a seeded epoch order, and the view generator."""
+"""The training data of an image recipe: images in memory, a seeded epoch order, the view generator.
+
+Text recipes: :mod:`ssl_train.text_data`.
+"""
 
 from __future__ import annotations
 
@@ -308,8 +311,45 @@ def example_inputs(recipe: Recipe, images: torch.Tensor) -> dict[str, torch.Tens
 
 
 def has_labelled_eval(recipe: Recipe) -> bool:
-    """Whether the recipe names labelled images for online kNN (Fashion-MNIST always does)."""
-    return recipe.data.dataset == "fashion_mnist" or recipe.data.eval_path is not None
+    """Whether the recipe names labelled data for online kNN (Fashion-MNIST, WordNet and
+    fortunes always do; an image folder with ``data.eval_path``; a text file never)."""
+    d = recipe.data
+    return d.dataset in ("fashion_mnist", "wordnet", "fortunes") or (
+        d.dataset == "image_folder" and d.eval_path is not None
+    )
+
+
+class ImageData:
+    """The pretraining images of a run in memory, and their views.
+
+    What the trainer needs of any modality (:class:`ssl_train.text_data.TextData` is the other):
+    ``num_samples``, ``batch(indices, epoch)`` (a pure function of its arguments and the
+    recipe), ``tokens`` and ``example_inputs``.
+
+    Args:
+        recipe: For the view generator and the preprocessing of the example inputs.
+        images: ``(N, H, W)`` or ``(N, C, H, W)`` uint8 (:func:`load_images`).
+    """
+
+    unit = "images"
+
+    def __init__(self, recipe: Recipe, images: torch.Tensor) -> None:
+        self.recipe = recipe
+        self.images = images
+        self.num_samples = int(images.shape[0])
+        self.views = build_views(recipe)
+
+    def batch(self, indices: np.ndarray, epoch: int) -> Sequence[torch.Tensor]:
+        """The views of the images at ``indices`` (augmentations seeded by seed, epoch, index)."""
+        return self.views(self.images[indices], indices, epoch)
+
+    def tokens(self, indices: np.ndarray) -> int | None:
+        """None: images have no tokens."""
+        return None
+
+    def example_inputs(self) -> dict[str, torch.Tensor]:
+        """See :func:`example_inputs`."""
+        return example_inputs(self.recipe, self.images)
 
 
 def split_bank_queries(labels: np.ndarray, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,16 +1,20 @@
-"""Online evaluation during pretraining: kNN top-1 on held-out labelled images, collapse monitor."""
+"""Online evaluation during pretraining: kNN top-1 on held-out labelled data, collapse monitor."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
 from ssl_models import SSLMethod, collapse_std
+from ssl_models.text import TextSSLMethod
 from ssl_train.data import labelled_splits
 from ssl_train.evaluation import knn_top1
-from ssl_train.evaluation.embed import embed_images
+from ssl_train.evaluation.embed import embed_images, embed_texts
 from ssl_train.recipe import Recipe
 
 
@@ -49,30 +53,71 @@ class OnlineEvaluator:
     """kNN top-1 (memory bank: labelled train images; queries: test images) and collapse monitor.
 
     The data are loaded once (:func:`ssl_train.data.labelled_splits`: Fashion-MNIST's train and
-    test splits, or an ``image_folder`` recipe's ``data.eval_path`` split into bank and queries). Evaluation runs in eval
+    test splits, or an ``image_folder`` recipe's ``data.eval_path`` split into bank and queries;
+    text: :func:`labelled_text_splits`, embedded with the method's ``embed``, pooled over real
+    tokens). Evaluation runs in eval
     mode without gradients and leaves every random generator as it found it, so a run with
     evaluation trains exactly like one without.
 
     Args:
         recipe: Its ``evaluation`` section sets k, the vote temperature and the split sizes.
         device: Where the model is.
+        tokenizer: Text recipes: the run's tokenizer.
 
     Reference: Wu et al., arXiv:1805.01978 (weighted kNN); Chen & He, arXiv:2011.10566 (collapse).
     """
 
-    def __init__(self, recipe: Recipe, device: torch.device) -> None:
+    def __init__(
+        self, recipe: Recipe, device: torch.device, tokenizer: Tokenizer | None = None
+    ) -> None:
         self.recipe = recipe
         self.device = device
-        self.bank, self.bank_labels, self.heldout, self.heldout_labels = labelled_splits(recipe)
+        self.tokenizer = tokenizer
+        self.bank: Any
+        self.heldout: Any
+        if recipe.data.is_text:
+            if tokenizer is None:
+                raise ValueError("a text recipe's online evaluation needs the run's tokenizer")
+            self.bank, self.bank_labels, self.heldout, self.heldout_labels = labelled_text_splits(
+                recipe
+            )
+        else:
+            self.bank, self.bank_labels, self.heldout, self.heldout_labels = labelled_splits(recipe)
+
+    def embed(self, model: SSLMethod, items: torch.Tensor | Sequence[str]) -> np.ndarray:
+        """``(N, D) float32`` embeddings of uint8 images or of texts, with the current weights."""
+        if self.tokenizer is not None:
+            assert isinstance(model, TextSSLMethod)
+            return embed_texts(model, self.tokenizer, list(items), self.recipe.data.max_length,
+                               device=self.device)  # fmt: skip
+        assert isinstance(items, torch.Tensor)
+        return embed_images(model, self.recipe, items, device=self.device)
 
     def evaluate(self, model: SSLMethod) -> Evaluation:
         """Embed bank and held-out images with the current weights and score them."""
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            bank = embed_images(model, self.recipe, self.bank, device=self.device)
-            heldout = embed_images(model, self.recipe, self.heldout, device=self.device)
+            bank = self.embed(model, self.bank)
+            heldout = self.embed(model, self.heldout)
         ev = self.recipe.evaluation
         acc = knn_top1(bank, self.bank_labels, heldout, self.heldout_labels, k=ev.knn_k,
                        temperature=ev.knn_temperature)  # fmt: skip
         spread = float(collapse_std(torch.from_numpy(heldout)))
         return Evaluation(acc, spread, int(heldout.shape[1]), heldout, self.heldout_labels)
+
+
+def labelled_text_splits(recipe: Recipe) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """The labelled texts of online evaluation: the first ``evaluation.bank_size`` memory-bank
+    texts and the first ``evaluation.heldout_size`` held-out queries of
+    :func:`ssl_train.text_data.load_text_corpus` (both in the split's shuffled order, so a
+    prefix samples every class fairly).
+
+    Returns:
+        ``(bank texts (N,), bank_labels (N,) int64, queries (M,), query_labels (M,) int64)``.
+    """
+    from ssl_train.text_data import load_text_corpus
+
+    corpus = load_text_corpus(recipe)
+    n, m = recipe.evaluation.bank_size, recipe.evaluation.heldout_size
+    return (corpus.bank[:n], corpus.bank_labels[:n], corpus.queries[:m],
+            corpus.query_labels[:m])  # fmt: skip

@@ -11,7 +11,7 @@ import inspect
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -37,32 +37,58 @@ class _Section(BaseModel):
 #: Fashion-MNIST runs.
 FASHION_MNIST_KEYS = ("root", "split")
 IMAGE_FOLDER_KEYS = ("path", "eval_path", "eval_test_fraction", "on_corrupt")
+#: Keys every image dataset reads (and every text dataset leaves out).
+IMAGE_KEYS = ("image_size", "channels", "mean", "std")
+#: Text corpora: ``wordnet`` (glosses, 45 supersense labels) and ``fortunes`` (quotations, their
+#: category as label) are labelled, so online kNN and ``ssl-train evaluate`` run on them;
+#: ``text_file`` (one text per line, or JSONL) is not.
+TEXT_DATASETS = ("wordnet", "fortunes", "text_file")
+#: The keys of ``data`` each dataset reads, besides ``dataset`` and ``limit``; the resolved
+#: recipe leaves the others out.
+DATASET_KEYS: dict[str, tuple[str, ...]] = {
+    "fashion_mnist": (*FASHION_MNIST_KEYS, *IMAGE_KEYS),
+    "image_folder": (*IMAGE_FOLDER_KEYS, *IMAGE_KEYS),
+    "wordnet": ("root", "eval_test_fraction", "max_length"),
+    "fortunes": ("root", "eval_test_fraction", "max_length"),
+    "text_file": ("path", "jsonl_field", "on_corrupt", "max_length"),
+}
 
 
 class DataConfig(_Section):
-    """Where the images come from and how they are scaled.
+    """Where the images or texts come from and how they are scaled or cut.
 
     ``fashion_mnist`` reads the IDX files (``root``, ``split``). ``image_folder`` reads a folder
     of image files (``path``; an optional labelled ``eval_path`` for kNN evaluation), decodes
     every image once with ssl-data's :class:`~ssl_data.ImageFolder` (``on_corrupt`` policy),
     resizes its shorter side to ``image_size`` and centre-crops it, and keeps the result in
     memory as uint8, like Fashion-MNIST. Relative paths are taken from the working directory
-    and stored absolute. Whether the folders exist is checked when the data are loaded
+    and stored absolute.
+
+    Text (``ssl_train.text_data``): ``wordnet`` (WordNet glosses with their 45 supersense
+    labels) and ``fortunes`` (quotations labelled by category) read ``root`` (default: Debian's
+    package, else ssl-data's bundled sample) and are split per class (seed 0) into a
+    pretraining/memory-bank part and ``eval_test_fraction`` of held-out kNN queries;
+    ``text_file`` reads ``path`` (one text per line, or JSONL with ``jsonl_field``), unlabelled.
+    Texts are cut to ``max_length`` tokens (special tokens included). Whether the folders exist is checked when the data are loaded
     (:func:`ssl_train.data.check_data_source`), not here, so a run's saved recipe still loads
     (for ``ssl-train evaluate --eval-path``, ``ssl-serve export``) on a machine without them.
     """
 
-    dataset: Literal["fashion_mnist", "image_folder"] = "fashion_mnist"
+    dataset: Literal["fashion_mnist", "image_folder", "wordnet", "fortunes", "text_file"] = (
+        "fashion_mnist"
+    )
     root: str | None = Field(
         None,
-        description="fashion_mnist: folder with the IDX files; default: Debian's or the bundled "
-        "sample",
+        description="fashion_mnist: folder with the IDX files; wordnet: a WordNet dict folder "
+        "(data.noun, ...); fortunes: a folder of fortune files; default: Debian's or the "
+        "bundled sample",
     )
     split: Literal["train", "test"] = Field("train", description="fashion_mnist: the split")
     path: str | None = Field(
         None,
         description="image_folder: folder of training images, searched recursively (class "
-        "sub-folders allowed, their labels unused); required for pretraining",
+        "sub-folders allowed, their labels unused); text_file: a text file (one text per line, "
+        "or JSONL with jsonl_field; .gz/.bz2/.xz read too); required for pretraining",
     )
     eval_path: str | None = Field(
         None,
@@ -74,11 +100,13 @@ class DataConfig(_Section):
         gt=0,
         lt=1,
         description="image_folder: part of each class of eval_path held out as kNN queries "
-        "(a split fixed by seed 0); the rest is the memory bank",
+        "(a split fixed by seed 0); the rest is the memory bank; wordnet, fortunes: the same "
+        "split of the corpus, whose memory-bank part is also the pretraining text",
     )
     on_corrupt: Literal["skip", "raise"] = Field(
         "skip",
-        description="image_folder: an unreadable file is skipped and counted (logged), or raises",
+        description="image_folder, text_file: an unreadable file is skipped and counted "
+        "(logged), or raises",
     )
     image_size: int = Field(
         28,
@@ -97,7 +125,16 @@ class DataConfig(_Section):
         default_factory=lambda: [0.3530], description="One per channel, each > 0"
     )
     limit: int | None = Field(
-        None, ge=1, description="Use only the first N images (image_folder: in path order)"
+        None,
+        ge=1,
+        description="Use only the first N images (image_folder: in path order) or pretraining "
+        "texts (wordnet, fortunes: of the shuffled memory-bank part)",
+    )
+    max_length: int = Field(
+        64, ge=2, description="Text datasets: tokens per text at most, special tokens included"
+    )
+    jsonl_field: str | None = Field(
+        None, description="text_file: read the file as JSONL and take this string field"
     )
 
     @field_validator("path", "eval_path")
@@ -122,14 +159,23 @@ class DataConfig(_Section):
             raise ValueError(f"data.std entries must be > 0, got {self.std}")
         return self
 
+    @property
+    def is_text(self) -> bool:
+        """Whether the dataset is a text corpus (:data:`TEXT_DATASETS`)."""
+        return self.dataset in TEXT_DATASETS
+
     @model_validator(mode="after")
     def _keys_of_the_dataset(self) -> DataConfig:
-        others = IMAGE_FOLDER_KEYS if self.dataset == "fashion_mnist" else FASHION_MNIST_KEYS
+        mine = DATASET_KEYS[self.dataset]
         fields = type(self).model_fields
-        wrong = [k for k in others if getattr(self, k) != fields[k].get_default()]
+        others = [k for k in fields if k not in (*mine, "dataset", "limit")]
+        wrong = [
+            k
+            for k in others
+            if getattr(self, k) != fields[k].get_default(call_default_factory=True)
+        ]
         if wrong:
             keys = ", ".join(f"data.{k}" for k in wrong)
-            mine = IMAGE_FOLDER_KEYS if self.dataset == "image_folder" else FASHION_MNIST_KEYS
             raise ValueError(
                 f"{keys} not read when data.dataset is {self.dataset}; its keys are "
                 f"{', '.join(f'data.{k}' for k in mine)}"
@@ -139,8 +185,47 @@ class DataConfig(_Section):
     @model_serializer(mode="wrap")
     def _without_other_dataset_keys(self, handler: SerializerFunctionWrapHandler) -> Any:
         out = handler(self)
-        drop = IMAGE_FOLDER_KEYS if self.dataset == "fashion_mnist" else FASHION_MNIST_KEYS
-        return {k: v for k, v in out.items() if k not in drop}
+        keep = (*DATASET_KEYS[self.dataset], "dataset", "limit")
+        return {k: v for k, v in out.items() if k in keep}
+
+
+class TokenizerTrainConfig(_Section):
+    """A tokenizer trained at run start on the pretraining texts (ssl-data's
+    :func:`~ssl_data.text.train_tokenizer`)."""
+
+    kind: Literal["wordpiece", "bpe"] = Field(
+        "wordpiece", description="wordpiece: BERT's (masked_lm, simcse); bpe: GPT-2's (causal_lm)"
+    )
+    vocab_size: int = Field(8000, ge=8, description="Target vocabulary size, tokens")
+    min_frequency: int = Field(2, ge=1, description="Occurrences a merge needs")
+    lowercase: bool | None = Field(
+        None, description="Default: true for wordpiece (uncased BERT), false for bpe"
+    )
+
+
+class TokenizerConfig(_Section):
+    """The tokenizer of a text recipe: ``train`` one on the pretraining texts at run start, or
+    read ``path`` (a ``tokenizer.json``). Either way it is saved as ``tokenizer.json`` in the
+    run folder, which a resume, ``ssl-train evaluate`` and the Hugging Face export read (WordPiece
+    training is not bit-reproducible across runs, huggingface/tokenizers#1794: give ``path`` for
+    runs that must share one vocabulary). The encoder's ``vocab_size`` is the tokenizer's."""
+
+    path: str | None = Field(None, description="A tokenizer.json (or a folder holding one)")
+    train: TokenizerTrainConfig | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        return None if value is None else os.path.abspath(os.path.expanduser(value))
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenizerConfig:
+        if (self.path is None) == (self.train is None):
+            raise ValueError(
+                "set exactly one of tokenizer.path (a tokenizer.json) and tokenizer.train "
+                "(e.g. {kind: wordpiece, vocab_size: 8000})"
+            )
+        return self
 
 
 class OptimizerConfig(_Section):
@@ -273,16 +358,34 @@ class LoggingConfig(_Section):
     embedding_map_samples: int = Field(1000, ge=10, description="Held-out images in the map")
 
 
+#: Text view generators (``ssl_train.text_data``) and their default for each text method: MLM
+#: masks tokens on the data side; SimCSE's two views are two dropout masks of the same tokens
+#: and causal LM predicts every next token, so both take the tokens as they are.
+TEXT_VIEW_DEFAULTS = {"masked_lm": "mlm_masking", "electra": "mlm_masking"}
+
+
 class Recipe(_Section):
-    """A whole run. Every section has defaults except ``encoder``, ``method`` and the budget."""
+    """A whole run. Every section has defaults except ``encoder``, ``method`` and the budget.
+
+    ``tokenizer`` is for text datasets only (required there, left out of image recipes). A text
+    recipe's ``views`` defaults by method: ``mlm_masking`` for ``masked_lm`` (BERT's 15%,
+    80/10/10), ``tokens`` otherwise.
+    """
 
     name: str = "run"
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's")
     data: DataConfig = DataConfig()
+    tokenizer: TokenizerConfig | None = Field(
+        None,
+        description="Text datasets only (required there): {path: tokenizer.json} or {train: "
+        "{kind: wordpiece | bpe, vocab_size: 8000, min_frequency: 2, lowercase: null}}; saved "
+        "as <run>/tokenizer.json",
+    )
     views: dict[str, Any] = Field(
         default_factory=lambda: {"name": "simclr"},
-        description="View generator: name (see ssl_train.data.VIEWS) and its arguments",
+        description="View generator: name (see ssl_train.data.VIEWS; text: "
+        "ssl_train.text_data.TEXT_VIEWS) and its arguments",
     )
     encoder: dict[str, Any]
     method: dict[str, Any]
@@ -295,6 +398,17 @@ class Recipe(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     logging: LoggingConfig = LoggingConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _text_views_by_method(cls, tree: Any) -> Any:
+        if not isinstance(tree, dict) or "views" in tree:
+            return tree
+        data, method = tree.get("data"), tree.get("method")
+        if not (isinstance(data, dict) and data.get("dataset") in TEXT_DATASETS):
+            return tree
+        name = method.get("name") if isinstance(method, dict) else None
+        return {**tree, "views": {"name": TEXT_VIEW_DEFAULTS.get(str(name), "tokens")}}
+
     @model_validator(mode="after")
     def _early_stopping_needs_labels(self) -> Recipe:
         d, es = self.data, self.evaluation.early_stopping
@@ -304,7 +418,35 @@ class Recipe(_Section):
                 "stopping decides at online evaluations, which an image_folder run makes only "
                 "with a labelled data.eval_path (one sub-folder per class)"
             )
+        if d.dataset == "text_file" and es.patience is not None:
+            raise ValueError(
+                "evaluation.early_stopping.patience is set but data.dataset text_file has no "
+                "labels: early stopping decides at online kNN evaluations, which need a "
+                "labelled corpus (wordnet, fortunes)"
+            )
         return self
+
+    @model_validator(mode="after")
+    def _tokenizer_for_text(self) -> Recipe:
+        if self.data.is_text and self.tokenizer is None:
+            raise ValueError(
+                f"tokenizer: data.dataset {self.data.dataset} is text and needs a tokenizer: "
+                "tokenizer.train {kind: wordpiece, vocab_size: 8000} (trained on the "
+                "pretraining texts at run start) or tokenizer.path (a tokenizer.json)"
+            )
+        if not self.data.is_text and self.tokenizer is not None:
+            raise ValueError(
+                f"tokenizer: data.dataset {self.data.dataset} is images; tokenizer is for "
+                f"text datasets ({', '.join(TEXT_DATASETS)})"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_tokenizer_for_images(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        if self.tokenizer is None:  # image recipes resolve (and hash) as before text existed
+            out.pop("tokenizer", None)
+        return out
 
     def to_yaml(self) -> str:
         """The resolved recipe as YAML (every default written out)."""
@@ -354,6 +496,11 @@ def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> 
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = field.annotation if field is not None else None
+        # An optional section (``tokenizer: TokenizerConfig | None``): its model's keys.
+        annotation = next(
+            (a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)),
+            annotation,
+        )
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation
@@ -463,6 +610,9 @@ def _check_builds(recipe: Recipe, source: str) -> None:
             msg = f"{msg}; {section} {name!r} accepts: {', '.join(accepted)}"
         return RecipeError(f"invalid recipe {source}: {section}: {msg}")
 
+    if recipe.data.is_text:
+        _check_text_builds(recipe, source, fail)
+        return
     try:
         build_views(recipe)
     except (KeyError, TypeError, ValueError) as err:
@@ -480,4 +630,41 @@ def _check_builds(recipe: Recipe, source: str) -> None:
         raise RecipeError(
             f"invalid recipe {source}: encoder.in_channels={in_ch} but data.channels="
             f"{recipe.data.channels}; leave encoder.in_channels out to follow data.channels"
+        )
+
+
+def _check_text_builds(recipe: Recipe, source: str, fail: Any) -> None:
+    """:func:`_check_builds` for a text recipe: a text method, a text view the method takes, and
+    the encoder built with the tokenizer's vocabulary size (or its target, before training)."""
+    import ssl_models
+    from ssl_data.text import load_tokenizer
+    from ssl_train.text_data import TEXT_VIEWS, build_text_views, check_text_method
+
+    try:
+        check_text_method(recipe)
+    except ValueError as err:
+        raise fail("method", err, {}) from None
+    try:
+        build_text_views(recipe)
+    except (KeyError, TypeError, ValueError) as err:
+        raise fail("views", err, TEXT_VIEWS) from None
+    cfg = recipe.tokenizer
+    assert cfg is not None  # Recipe._tokenizer_for_text
+    vocab = cfg.train.vocab_size if cfg.train is not None else None
+    if cfg.path is not None and Path(cfg.path).exists():
+        vocab = load_tokenizer(cfg.path).get_vocab_size()
+    config = {"vocab_size": vocab or 1000, **recipe.encoder}
+    try:
+        encoder = ssl_models.build_encoder(config)
+    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
+        raise fail("encoder", err, ssl_models.ENCODERS) from None
+    try:
+        ssl_models.build_method(recipe.method, encoder)
+    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
+        raise fail("method", err, ssl_models.METHODS) from None
+    longest = getattr(encoder, "max_position_embeddings", None)
+    if isinstance(longest, int) and recipe.data.max_length > longest:
+        raise RecipeError(
+            f"invalid recipe {source}: data.max_length={recipe.data.max_length} tokens exceeds "
+            f"encoder max_position_embeddings={longest}"
         )

@@ -9,7 +9,6 @@ import torch
 
 from ssl_data import FASHION_MNIST_CLASSES
 from ssl_models import SSLMethod
-from ssl_train.evaluation.embed import embed_images
 from ssl_train.logging import METRICS_FILE, MetricLogger, MlflowSink, read_metrics
 from ssl_train.logging.plots import embedding_map, plot_curves
 from ssl_train.online_eval import Evaluation, OnlineEvaluator
@@ -52,7 +51,7 @@ def write_plots(
         if evaluation is not None:
             emb, labels = evaluation.heldout_embeddings[:m], evaluation.heldout_labels[:m]
         else:
-            emb = embed_images(model, recipe, evaluator.heldout[:m], device=device)
+            emb = evaluator.embed(model, evaluator.heldout[:m])
             labels = evaluator.heldout_labels[:m]
         finite = np.isfinite(emb).all(axis=1)  # a diverged encoder has nothing to map
         emb, labels = emb[finite], labels[finite]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ssl_train.data import ViewGenerator
 from ssl_train.distributed import DistContext
 from ssl_train.recipe import Recipe
 
@@ -19,8 +20,7 @@ AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def forward_backward(
     recipe: Recipe,
     runner: torch.nn.Module,
-    views: ViewGenerator,
-    images: torch.Tensor,
+    batches: Callable[[np.ndarray, int], Any],
     rank_idx: np.ndarray,
     micro: int,
     epoch: int,
@@ -35,10 +35,11 @@ def forward_backward(
         recipe: ``trainer.accumulate_steps``, ``precision`` (autocast dtype) and
             ``channels_last``.
         runner: The method as trained (DDP-wrapped and/or compiled); returns the scalar loss.
-        views: The view generator ``(images, indices, epoch) -> views``.
-        images: ``(N, H, W)`` or ``(N, C, H, W)`` uint8, the whole training set in memory.
+        batches: ``(indices, epoch) -> batch``: a list of view tensors (images, see
+            :class:`ssl_train.data.ImageData`) or a dict of ``(B, L)`` token tensors (text, see
+            :class:`ssl_train.text_data.TextData`).
         rank_idx: ``(accumulate_steps * micro,) int64`` this rank's sample indices.
-        micro: Images per micro-batch.
+        micro: Samples per micro-batch.
         epoch: Epoch of the batch (augmentations are functions of seed, epoch and index).
         ctx: Rank and device.
         scaler: Gradient scaler (a no-op unless fp16).
@@ -56,8 +57,12 @@ def forward_backward(
     total = torch.zeros((), device=ctx.device)
     for a in range(accum):
         idx = rank_idx[a * micro : (a + 1) * micro]
-        batch_views = [v.to(ctx.device, non_blocking=True) for v in views(images[idx], idx, epoch)]
-        if recipe.trainer.channels_last:
+        batch = batches(idx, epoch)
+        if isinstance(batch, Mapping):
+            batch_views: Any = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+        else:
+            batch_views = [v.to(ctx.device, non_blocking=True) for v in batch]
+        if recipe.trainer.channels_last and not isinstance(batch, Mapping):
             batch_views = [
                 v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
                 for v in batch_views

@@ -32,12 +32,10 @@ from ssl_train.checkpoint import (
     save_checkpoint,
 )
 from ssl_train.data import (
-    ViewGenerator,
-    build_views,
+    ImageData,
     check_data_source,
     describe_source,
     epoch_order,
-    example_inputs,
     has_labelled_eval,
     load_images,
 )
@@ -54,6 +52,7 @@ from ssl_train.run_report import write_plots
 from ssl_train.schedule import WarmupCosine
 from ssl_train.step import broadcast_flag, forward_backward, reduce_step
 from ssl_train.stop_signals import StopSignals
+from ssl_train.text_data import TextData, encoder_config, load_text_data, write_hf_model
 
 _log = logging.getLogger("ssl_train")
 
@@ -65,13 +64,17 @@ class TrainResult:
     Attributes:
         steps: Optimiser steps done (over all resumed segments).
         final_loss: Loss of the last step (NaN if it was skipped).
-        images_per_s: Global images per second of this segment, from its second step on.
+        images_per_s: Global samples (images or texts) per second of this segment, from its
+            second step on.
         seconds: Wall time of this segment (set-up excluded).
         checkpoint: The last checkpoint folder.
         stopped_early: Why the run stopped before its budget (a signal, ``max_minutes``,
             early stopping, ``stop_at_step``), or None.
         skipped_steps: Steps skipped for a non-finite loss.
         evaluation: The last online evaluation's values (``knn_top1``, ``collapse_std``, ...).
+        tokens_per_s: Text runs: global real tokens (padding excluded) per second, as
+            ``images_per_s``; None for images.
+        hf_model: Text runs: the Hugging Face model folder written at the end, or None.
     """
 
     steps: int
@@ -82,12 +85,24 @@ class TrainResult:
     stopped_early: str | None
     skipped_steps: int = 0
     evaluation: dict[str, float] | None = None
+    tokens_per_s: float | None = None
+    hf_model: Path | None = None
 
 
-def build_model(recipe: Recipe) -> ssl_models.SSLMethod:
-    """The recipe's method around its encoder (weights initialised from ``recipe.seed``)."""
+def build_model(recipe: Recipe, vocab_size: int | None = None) -> ssl_models.SSLMethod:
+    """The recipe's method around its encoder (weights initialised from ``recipe.seed``).
+
+    Args:
+        recipe: A validated recipe.
+        vocab_size: Text recipes: the tokenizer's vocabulary size, which the encoder takes
+            unless ``encoder.vocab_size`` is set (then they must agree).
+
+    Raises:
+        SslTrainError: A text recipe without a vocabulary size, or one that disagrees.
+    """
     torch.manual_seed(recipe.seed)
-    return ssl_models.build_method(recipe.method, ssl_models.build_encoder(recipe.encoder))
+    encoder = ssl_models.build_encoder(encoder_config(recipe, vocab_size))
+    return ssl_models.build_method(recipe.method, encoder)
 
 
 def _rank_batch(recipe: Recipe, world_size: int) -> int:
@@ -108,12 +123,11 @@ class _Run:
 
     ctx: DistContext
     recipe_yaml: str
-    images: torch.Tensor
+    data: ImageData | TextData
     per_epoch: int
     total: int
     micro: int
     schedule: WarmupCosine
-    views: ViewGenerator
     model: ssl_models.SSLMethod
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
@@ -199,8 +213,11 @@ class Trainer:
         resume_step = counters.step if self.resume else None
         logger = MetricLogger(self._sinks(counters.loggers, resume_step, run) if main else [])
         want_map = r.logging.plots and r.logging.embedding_map and has_labelled_eval(r)
+        tokenizer = run.data.tokenizer if isinstance(run.data, TextData) else None
         evaluator = (
-            OnlineEvaluator(r, run.ctx.device) if main and (run.eval_period or want_map) else None
+            OnlineEvaluator(r, run.ctx.device, tokenizer)
+            if main and (run.eval_period or want_map)
+            else None
         )
         try:
             out = self._loop(run, counters, logger, evaluator, stop_at_step, rng)
@@ -216,15 +233,24 @@ class Trainer:
                     self.output, r, run.model, evaluator, run.ctx.device, final_eval, logger
                 )
             logger.close("KILLED" if out.paused and out.paused.startswith("SIG") else "FINISHED")
+        text = isinstance(run.data, TextData)
+        hf = (
+            write_hf_model(run.model, r, self.output)
+            if main and text and out.paused is None
+            else None
+        )
         evaluation = out.last_eval.metrics() if out.last_eval is not None else None
         result = TrainResult(counters.step, out.loss, out.images_per_s, out.seconds,
-                             out.checkpoint, out.stopped, counters.skipped, evaluation)  # fmt: skip
+                             out.checkpoint, out.stopped, counters.skipped, evaluation,
+                             out.tokens_per_s if text else None, hf)  # fmt: skip
         if main:
             summary = {"steps": counters.step, "final_loss": out.loss if math.isfinite(out.loss) else None,
-                       "images_per_s": out.images_per_s, "seconds": out.seconds,
+                       f"{run.data.unit}_per_s": out.images_per_s, "seconds": out.seconds,
                        "checkpoint": str(out.checkpoint), "stopped_early": out.stopped,
                        "skipped_steps": counters.skipped, "world_size": run.ctx.world_size,
                        "evaluation": evaluation, "early_stopping": run.stopper.state_dict()}  # fmt: skip
+            if text:
+                summary.update(tokens_per_s=out.tokens_per_s, hf_model=str(hf) if hf else None)
             (self.output / "train_summary.json").write_text(json.dumps(summary, indent=2))
         return result
 
@@ -242,18 +268,25 @@ class Trainer:
         if ctx.is_main:
             self._prepare_output()
             (self.output / "recipe.yaml").write_text(recipe_yaml)
-        images, _ = load_images(r)
-        n, batch = images.shape[0], r.budget.batch_size
+        data: ImageData | TextData
+        if r.data.is_text:
+            data = load_text_data(r, self.output, ctx.is_main, ctx.barrier)
+        else:
+            images, _ = load_images(r)
+            data = ImageData(r, images)
+        n, batch = data.num_samples, r.budget.batch_size
         if n < batch:
-            raise SslTrainError(f"dataset has {n} images, fewer than budget.batch_size={batch}")
+            raise SslTrainError(
+                f"dataset has {n} {data.unit}, fewer than budget.batch_size={batch}"
+            )
         per_epoch = n // batch  # the last partial batch of an epoch is dropped
         epochs = r.budget.epochs or 0.0  # the recipe sets exactly one of steps and epochs
         total = r.budget.steps if r.budget.steps is not None else math.ceil(epochs * per_epoch)
-        views = build_views(r)
         random.seed(r.seed)
         np.random.seed(r.seed % 2**32)
-        model = build_model(r)
-        examples = example_inputs(r, images)
+        vocab = data.tokenizer.get_vocab_size() if isinstance(data, TextData) else None
+        model = build_model(r, vocab)
+        examples = data.example_inputs()
         model.to(ctx.device)
         if r.trainer.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -269,16 +302,22 @@ class Trainer:
         every_epochs = r.evaluation.every_epochs
         if not has_labelled_eval(r):
             every_epochs = None
-            if ctx.is_main:
+            if ctx.is_main and r.data.is_text:
+                _log.warning(
+                    "online kNN evaluation is off: data.dataset %s has no labels (kNN needs a "
+                    "labelled corpus: wordnet, fortunes); ssl-train evaluate is skipped too",
+                    r.data.dataset,
+                )
+            elif ctx.is_main:
                 _log.warning(
                     "online kNN evaluation is off: data.eval_path is not set (a labelled folder, "
                     "one sub-folder of images per class); set it to monitor kNN top-1 during "
                     "pretraining and to run ssl-train evaluate without --eval-path"
                 )
         return _Run(
-            ctx, recipe_yaml, images, per_epoch, total, micro,
+            ctx, recipe_yaml, data, per_epoch, total, micro,
             WarmupCosine(total, r.optimizer.lr, r.schedule.warmup_steps, r.schedule.final_lr_ratio),
-            views, model, build_optimizer(model, r.optimizer),
+            model, build_optimizer(model, r.optimizer),
             torch.amp.GradScaler(ctx.device.type, enabled=r.trainer.precision == "fp16"),
             EarlyStopping(es.monitor, es.patience, es.min_delta), examples,
             every_epochs=every_epochs,
@@ -292,11 +331,12 @@ class Trainer:
         run.ctx.barrier()
         folder = resolve_checkpoint(self.output)
         state = load_checkpoint(folder, run.model, run.optimizer, r.sha256(), run.recipe_yaml)
-        n = run.images.shape[0]
+        n = run.data.num_samples
         if state.dataset_size is not None and state.dataset_size != n:
+            source = f"data.dataset={r.data.dataset!r}" if r.data.is_text else describe_source(r)
             raise CheckpointError(
-                f"{folder}: written for a dataset of {state.dataset_size} images, this run has "
-                f"{n} ({describe_source(r)}); the data position would not match"
+                f"{folder}: written for a dataset of {state.dataset_size} {run.data.unit}, this "
+                f"run has {n} ({source}); the data position would not match"
             )
         diff = run.schedule.mismatch(state.schedule) if state.schedule else None
         if diff:
@@ -318,7 +358,7 @@ class Trainer:
         state = TrainerState(
             c.step, epoch, b, self.recipe.sha256(), c.skipped,
             run.scaler.state_dict() if run.scaler.is_enabled() else {},
-            world_size=run.ctx.world_size, dataset_size=run.images.shape[0],
+            world_size=run.ctx.world_size, dataset_size=run.data.num_samples,
             schedule=run.schedule.state_dict(), monitor=monitor,
             elapsed_s=c.elapsed_before + elapsed, loggers=c.loggers, rng=RngState.capture(),
         )  # fmt: skip
@@ -344,11 +384,13 @@ class Trainer:
     ) -> _LoopOutcome:
         """The training steps, from ``c.step`` to the budget or a stop; ends with a checkpoint."""
         r, ctx, batch = self.recipe, run.ctx, self.recipe.budget.batch_size
-        n = run.images.shape[0]
+        n = run.data.num_samples
         out = _LoopOutcome()
         start = time.perf_counter()
         timed_from: float | None = None
         timed_steps = 0
+        timed_tokens = 0
+        text = isinstance(run.data, TextData)
         last_saved = -1
         order_epoch, order = -1, np.empty(0, dtype=np.int64)
         per_rank = run.micro * r.trainer.accumulate_steps
@@ -376,6 +418,9 @@ class Trainer:
                     timed_steps += 1
                     elapsed = max(1e-9, time.perf_counter() - timed_from)
                     out.images_per_s = batch * timed_steps / elapsed
+                    if text:
+                        timed_tokens += run.data.tokens(order[b * batch : (b + 1) * batch]) or 0
+                        out.tokens_per_s = timed_tokens / elapsed
                 eval_due = bool(run.eval_period) and (
                     c.step % run.eval_period == 0 or c.step == run.total
                 )
@@ -383,15 +428,22 @@ class Trainer:
                 if ctx.is_main and (
                     eval_due or c.step % r.logging.every_steps == 0 or c.step == run.total
                 ):
-                    row = {"epoch": epoch, "loss": out.loss, "lr": lr, "images_per_s": out.images_per_s,
+                    row = {"epoch": epoch, "loss": out.loss, "lr": lr,
+                           f"{run.data.unit}_per_s": out.images_per_s,
                            "elapsed_s": c.elapsed_before + time.perf_counter() - start,
                            "skipped_steps": c.skipped}  # fmt: skip
+                    if text:
+                        row["tokens_per_s"] = out.tokens_per_s
                 stop_early = eval_due and self._evaluate(run, c, evaluator, row, out)
                 if row:
                     logger.log(c.step, row)
                 bar.update(1)
-                bar.set_postfix(loss=f"{out.loss:.4f}", lr=f"{lr:.2e}", img_s=f"{out.images_per_s:.0f}",
-                                refresh=False)  # fmt: skip
+                postfix = {"loss": f"{out.loss:.4f}", "lr": f"{lr:.2e}"}
+                if text:
+                    postfix["tok_s"] = f"{out.tokens_per_s:.0f}"
+                else:
+                    postfix["img_s"] = f"{out.images_per_s:.0f}"
+                bar.set_postfix(postfix, refresh=False)
                 if stop_early:
                     out.stopped = run.stopper.reason()
                     break
@@ -428,7 +480,7 @@ class Trainer:
         buffers = dict(run.model.named_buffers()) if skip_policy else {}
         saved = {k: v.detach().clone() for k, v in buffers.items()}
         assert run.runner is not None
-        loss = forward_backward(r, run.runner, run.views, run.images, rank_idx, run.micro, epoch,
+        loss = forward_backward(r, run.runner, run.data.batch, rank_idx, run.micro, epoch,
                                 run.ctx, scaler)  # fmt: skip
         budget = r.budget.max_minutes
         over_time = budget is not None and time.perf_counter() - start > 60 * budget
@@ -518,6 +570,7 @@ class _LoopOutcome:
 
     loss: float = float("nan")
     images_per_s: float = 0.0
+    tokens_per_s: float = 0.0
     seconds: float = 0.0
     checkpoint: Path = Path()
     stopped: str | None = None
