@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import ssl_train.trainer
+import ssl_train.data
 from ssl_train import CheckpointError, SslTrainError, recipe_from_dict
 from ssl_train.checkpoint import load_checkpoint, resolve_checkpoint
 from ssl_train.trainer import Trainer, build_model
@@ -164,7 +164,7 @@ def test_corrupt_or_foreign_checkpoints_are_refused_naming_file_and_mismatch(tin
 @pytest.fixture
 def poisoned_step(monkeypatch):
     """Make the views of the third optimiser step all-NaN (so its loss is NaN)."""
-    real = ssl_train.trainer.build_views
+    real = ssl_train.data.build_views
 
     def build(recipe):
         gen, calls = real(recipe), [0]
@@ -176,7 +176,7 @@ def poisoned_step(monkeypatch):
 
         return views
 
-    monkeypatch.setattr(ssl_train.trainer, "build_views", build)
+    monkeypatch.setattr(ssl_train.data, "build_views", build)
 
 
 def test_nonfinite_loss_is_skipped_without_touching_any_state_or_stops(

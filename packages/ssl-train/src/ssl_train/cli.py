@@ -58,7 +58,13 @@ def _pretrain(args: argparse.Namespace) -> int:
         return launch_with_torchrun(args.nproc, _without_nproc(args.argv))
     output = Path(args.output) if args.output else Path("runs") / recipe.name
     try:
-        result = Trainer(recipe, output, resume=args.resume, overwrite=args.overwrite).fit()
+        result = Trainer(
+            recipe,
+            output,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            profile_steps=args.profile_steps,
+        ).fit()
     finally:
         shutdown_distributed()
     if int(os.environ.get("RANK", "0")) == 0:
@@ -296,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--overwrite", action="store_true", help="delete a previous run in the output folder first"
+    )
+    p.add_argument(
+        "--profile-steps",
+        type=_positive_int,
+        metavar="N",
+        help="record a torch.profiler trace of N steps after the first and log where step time "
+        "goes (data, forward, backward, optimizer); written to RUN/profile/ (trace.json for "
+        "Perfetto or chrome://tracing, tensorboard/ for TensorBoard's profiler, summary.json)",
     )
     p.add_argument(
         "--nproc",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ssl_train.distributed import DistContext
+from ssl_train.profiling import StepProfiler
 from ssl_train.recipe import Recipe
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -26,6 +27,7 @@ def forward_backward(
     epoch: int,
     ctx: DistContext,
     scaler: torch.amp.GradScaler,
+    profiler: StepProfiler | None = None,
 ) -> torch.Tensor:
     """Forward and backward over this rank's micro-batches; gradients accumulate in ``.grad``.
 
@@ -43,6 +45,7 @@ def forward_backward(
         epoch: Epoch of the batch (augmentations are functions of seed, epoch and index).
         ctx: Rank and device.
         scaler: Gradient scaler (a no-op unless fp16).
+        profiler: Marks the data, forward and backward phases while it records.
 
     Returns:
         Scalar float32: the mean loss over the micro-batches (detached).
@@ -54,10 +57,12 @@ def forward_backward(
         if precision in AUTOCAST
         else contextlib.nullcontext()
     )
+    phase = profiler.phase if profiler is not None else _no_phase
     total = torch.zeros((), device=ctx.device)
     for a in range(accum):
         idx = rank_idx[a * micro : (a + 1) * micro]
-        batch = batches(idx, epoch)
+        with phase("data"):
+            batch = batches(idx, epoch)
         if isinstance(batch, Mapping):
             batch_views: Any = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
         else:
@@ -74,11 +79,17 @@ def forward_backward(
             else runner.no_sync()
         )
         with sync:
-            with autocast:
+            with phase("forward"), autocast:
                 loss = runner(batch_views)
-            scaler.scale(loss / accum).backward()
+            with phase("backward"):
+                scaler.scale(loss / accum).backward()
         total += loss.detach().float() / accum
     return total
+
+
+@contextlib.contextmanager
+def _no_phase(name: str) -> Iterator[None]:
+    yield
 
 
 def reduce_step(loss: torch.Tensor, stop: bool, ctx: DistContext) -> tuple[float, bool]:

@@ -46,6 +46,7 @@ from ssl_train.logging import METRICS_FILE, JsonlSink, MetricLogger, MlflowSink,
 from ssl_train.logging.mlflow_sink import import_mlflow
 from ssl_train.online_eval import Evaluation, OnlineEvaluator
 from ssl_train.optim import build_optimizer, set_learning_rate
+from ssl_train.profiling import StepProfiler, format_summary
 from ssl_train.recipe import Recipe
 from ssl_train.rng_state import RngState
 from ssl_train.run_report import write_plots
@@ -183,12 +184,19 @@ class Trainer:
     """
 
     def __init__(
-        self, recipe: Recipe, output: str | Path, resume: bool = False, overwrite: bool = False
+        self,
+        recipe: Recipe,
+        output: str | Path,
+        resume: bool = False,
+        overwrite: bool = False,
+        profile_steps: int | None = None,
     ) -> None:
         self.recipe = recipe
         self.output = Path(output)
         self.resume = resume
         self.overwrite = overwrite
+        self.profile_steps = profile_steps
+        self._profiler: StepProfiler | None = None
 
     def fit(self, stop_at_step: int | None = None) -> TrainResult:
         """Train to the budget (or to ``stop_at_step``); returns throughput and the last checkpoint.
@@ -397,6 +405,10 @@ class Trainer:
         bar = tqdm(total=run.total, initial=c.step, desc=f"pretrain {r.name}", unit="step",
                    disable=not (r.logging.progress_bar and ctx.is_main), dynamic_ncols=True)  # fmt: skip
         run.model.train()
+        if self.profile_steps and ctx.is_main:
+            self._profiler = StepProfiler(
+                self.output / "profile", self.profile_steps, skip=1, device=ctx.device.type
+            )
         if rng is not None:
             rng.restore()  # last, so nothing built above draws from the restored generators
         with StopSignals() as signals, bar:
@@ -480,8 +492,11 @@ class Trainer:
         buffers = dict(run.model.named_buffers()) if skip_policy else {}
         saved = {k: v.detach().clone() for k, v in buffers.items()}
         assert run.runner is not None
+        prof = self._profiler
+        if prof is not None:
+            prof.begin_step()
         loss = forward_backward(r, run.runner, run.data.batch, rank_idx, run.micro, epoch,
-                                run.ctx, scaler)  # fmt: skip
+                                run.ctx, scaler, prof)  # fmt: skip
         budget = r.budget.max_minutes
         over_time = budget is not None and time.perf_counter() - start > 60 * budget
         out.loss, stop_requested = reduce_step(
@@ -502,14 +517,20 @@ class Trainer:
             if scaler.is_enabled():
                 scaler.update(scaler.get_scale() / 2)
         else:
-            if r.trainer.clip_grad_norm is not None:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(run.model.parameters(), r.trainer.clip_grad_norm)
-            run.model.before_optimizer_step(c.step + 1, run.total)
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
+            with prof.phase("optimizer") if prof is not None else contextlib.nullcontext():
+                if r.trainer.clip_grad_norm is not None:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(run.model.parameters(), r.trainer.clip_grad_norm)
+                run.model.before_optimizer_step(c.step + 1, run.total)
+                scaler.step(opt)
+                scaler.update()
+                opt.zero_grad(set_to_none=True)
+                run.model.after_optimizer_step(c.step + 1, run.total)
             c.loss_sum, c.loss_count = c.loss_sum + out.loss, c.loss_count + 1
+            c.step += 1
+            if prof is not None and (summary := prof.end_step()) is not None:
+                _log.info("%s", format_summary(summary))
+            return over_time, stop_requested
         c.step += 1
         run.model.after_optimizer_step(c.step, run.total)
         return over_time, stop_requested
