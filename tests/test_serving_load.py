@@ -65,7 +65,8 @@ def test_no_errors_and_concurrent_equals_serial(report: dict) -> None:
 def test_rss_series(report: dict) -> None:
     series = report["rss_mb_series"]
     assert len(series) == BLOCKS and all(x > 0 for x in series)
-    assert report["rss_growth_ratio"] == pytest.approx(series[-1] / series[0])
+    # The series is rounded to 0.1 MB, the ratio is computed from the exact readings.
+    assert report["rss_growth_ratio"] == pytest.approx(series[-1] / series[0], rel=1e-3)
     # The bench's target is 1.10 after 2,000 warm-up requests. Here the warm-up is 20 requests
     # and the whole phase 200: a rare large merged batch (many long texts at once) can first
     # come after the warm-up and grow onnxruntime's arena once, which is not a leak; a leak
