@@ -3,18 +3,17 @@ real frames + L2 normalisation, correct for zero-padded batches of clips of diff
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import onnx
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ssl_serve.bundle import AUDIO_INPUT_NAMES, AUDIO_POOLING_MODES
-from ssl_serve.export.onnx_graph import NORM_EPS, OUTPUT_NAME
+from ssl_serve.export.onnx_graph import NORM_EPS
+from ssl_serve.export.text_graph import export_padded_inputs_onnx
 
 # wav2vec 2.0's feature extractor divides by sqrt(variance + 1e-7) (transformers'
 # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm).
@@ -216,22 +215,4 @@ def export_audio_onnx(
     Raises:
         onnx.checker.ValidationError: The written model is not valid ONNX.
     """
-    model.eval()
-    names = list(model.input_names)
-    axes = {name: {0: "batch", 1: "samples"} for name in names}
-    with warnings.catch_warnings():
-        # Tracer warnings (shapes traced as constants): both axes are declared dynamic and the
-        # validation runs other batch sizes and lengths to prove it.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            tuple(example),
-            str(path),
-            dynamo=False,
-            input_names=names,
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={**axes, OUTPUT_NAME: {0: "batch"}},
-            opset_version=opset,
-            do_constant_folding=True,
-        )
-    onnx.checker.check_model(str(path), full_check=True)
+    export_padded_inputs_onnx(model, example, path, axis="samples", opset=opset)

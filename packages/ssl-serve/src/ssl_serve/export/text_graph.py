@@ -118,9 +118,23 @@ def export_text_onnx(
     Raises:
         onnx.checker.ValidationError: The written model is not valid ONNX.
     """
+    export_padded_inputs_onnx(model, example, path, axis="sequence", opset=opset)
+
+
+def export_padded_inputs_onnx(
+    model: torch.nn.Module, example: Sequence[torch.Tensor], path: Path, *, axis: str, opset: int
+) -> None:
+    """The export shared by text and audio graphs: every input ``(batch, <axis>)`` dynamic, the
+    ``embedding`` output ``(batch, D)``, legacy exporter, model in eval mode; checks the file.
+
+    ``model.input_names`` names the inputs, in the order of ``example``.
+
+    Raises:
+        onnx.checker.ValidationError: The written model is not valid ONNX.
+    """
     model.eval()
-    names = list(model.input_names)
-    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    names = list(model.input_names)  # type: ignore[arg-type]
+    axes = {name: {0: "batch", 1: axis} for name in names}
     with warnings.catch_warnings():
         # Legacy-exporter and tracer warnings (traced shapes become constants): both axes are
         # declared dynamic and the validation runs other sizes to prove it.
