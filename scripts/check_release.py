@@ -7,7 +7,8 @@ For each package under `packages/` this script:
 2. runs `twine check --strict` on both artefacts (the metadata PyPI renders);
 3. checks that every requirement on another package of this repository (extras included) admits
    the version being built next to it, e.g. ssl-train's `ssl-data>=0.1,<0.2` admits ssl-data 0.1.0;
-4. creates a clean venv, installs the wheel alone (dependencies from PyPI, torch pinned by
+4. creates a clean venv, installs the wheel alone (ssl-serve with its `[cpu]` extra, which brings
+   onnxruntime; dependencies from PyPI, torch pinned by
    `constraints.txt` to the local CPU wheel in `.wheels/`, our other packages only from the wheels
    built in step 1) and checks: `uv pip check`; the package imports from the venv with the built
    version; each console script's `--help` works; the modules the design keeps out are absent
@@ -60,7 +61,10 @@ MUST_BE_ABSENT: dict[str, tuple[str, ...]] = {
 # Modules a package must import in a venv that holds only its wheel and what that wheel pulls.
 MUST_IMPORT: dict[str, tuple[str, ...]] = {
     "ssl-train": ("ssl_data", "ssl_models", "torch"),
+    "ssl-serve": ("onnxruntime",),
 }
+# Extras installed with a wheel: ssl-serve's onnxruntime comes from `[cpu]` or `[gpu]` (never both).
+INSTALL_EXTRAS: dict[str, str] = {"ssl-serve": "cpu"}
 
 
 class ToolMissing(RuntimeError):
@@ -293,7 +297,10 @@ def install_and_probe(
         install += ["--find-links", str(LOCAL_WHEELS)]
     for other in built.values():
         install += ["--find-links", str(other.wheel.parent)]
-    proc = run([*install, str(art.wheel)])
+    extra = INSTALL_EXTRAS.get(art.name)
+    proc = run(
+        [*install, f"{art.name}[{extra}] @ {art.wheel.as_uri()}" if extra else str(art.wheel)]
+    )
     seconds = time.perf_counter() - started
     detail = tail(proc) if proc.returncode else f"{seconds:.1f} s with its dependencies"
     if not report.add(art.name, "install wheel alone", proc.returncode == 0, detail):

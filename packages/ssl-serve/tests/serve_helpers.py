@@ -13,13 +13,15 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[3]
 MODEL_NAME = "fashion-mnist"
@@ -201,3 +203,45 @@ def stop_server(server: ServerProcess, timeout_s: float = 30.0) -> int:
     """SIGTERM the server and return its exit status."""
     server.proc.send_signal(signal.SIGTERM)
     return server.proc.wait(timeout=timeout_s)
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str | None) -> Samples:
+    """Every sample of a server's Prometheus endpoint, by (name, labels)."""
+    assert url is not None
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode("utf-8")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """One sample of :func:`scrape`'s result (0.0 when absent)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def run_threads(count: int, work: Callable[[int], None], timeout_s: float = 300) -> None:
+    """Run ``work(i)`` on ``count`` threads that start together; re-raise the first error."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def main(i: int) -> None:
+        try:
+            barrier.wait(timeout=60)
+            work(i)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=main, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout_s)
+    assert not any(t.is_alive() for t in threads), "client threads hung"
+    if errors:
+        raise errors[0]

@@ -90,8 +90,8 @@ def test_models_lists_the_repository(
 ) -> None:
     assert main(["models", "--target", server.address]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "VERSION", "MODALITY", "DIM", "READY"]
-    assert lines[1].split() == [MODEL_NAME, "1", "image", "128", "True"]
+    assert lines[0].split() == ["NAME", "VERSION", "MODALITY", "DIM", "READY", "PROVIDER"]
+    assert lines[1].split() == [MODEL_NAME, "1", "image", "128", "True", "CPUExecutionProvider"]
 
 
 def test_export_prints_validation_and_refuses_to_overwrite(

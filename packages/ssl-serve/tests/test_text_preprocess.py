@@ -41,7 +41,12 @@ def test_length_sorted_batches() -> None:
     lengths = [30, 5, 256, 6, 7, 31, 5, 29]
     batches = length_sorted_batches(lengths, max_batch_size=3, max_batch_tokens=10_000)
     assert sorted(np.concatenate(batches).tolist()) == list(range(8))
-    assert [[lengths[i] for i in b] for b in batches] == [[5, 5, 6], [7, 29, 30], [31], [256]]
+    # 7 does not join 29 and 30 (22 padding tokens: over 8 and over 10%).
+    assert [[lengths[i] for i in b] for b in batches] == [[5, 5, 6], [7], [29, 30, 31], [256]]
+    loose = length_sorted_batches(
+        lengths, max_batch_size=3, max_batch_tokens=10_000, max_padding=0.25, padding_slack=64
+    )
+    assert [[lengths[i] for i in b] for b in loose] == [[5, 5, 6], [7, 29, 30], [31], [256]]
     # The token budget cuts too; one sequence longer than it still forms a batch.
     batches = length_sorted_batches([10, 10, 10, 50], max_batch_size=8, max_batch_tokens=20)
     assert [b.tolist() for b in batches] == [[0, 1], [2], [3]]

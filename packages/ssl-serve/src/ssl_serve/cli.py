@@ -34,7 +34,18 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ssl_serve.server import EmbeddingServer, ServerConfig, read_token_file, run_until_signal
+    try:
+        from ssl_serve.server import (
+            EmbeddingServer,
+            ServerConfig,
+            read_token_file,
+            run_until_signal,
+        )
+    except ImportError as e:
+        if e.name != "onnxruntime":
+            raise
+        print(f"ssl-serve: error: {e}", file=sys.stderr)  # says which extra to install
+        return 1
     from ssl_serve.server.security import check_token
 
     tokens: tuple[str, ...] = ()
@@ -47,6 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         intra_op_threads=args.threads,
+        device=args.device,
         max_batch_size=args.max_batch_size,
         max_batch_tokens=args.max_batch_tokens,
         max_message_bytes=int(args.max_message_mb * MIB),
@@ -222,8 +234,18 @@ def _models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([m.__dict__ for m in models], indent=2))
         return 0
-    rows = [("NAME", "VERSION", "MODALITY", "DIM", "READY")]
-    rows += [(m.name, m.version, m.modality, str(m.embedding_dim), str(m.ready)) for m in models]
+    rows = [("NAME", "VERSION", "MODALITY", "DIM", "READY", "PROVIDER")]
+    rows += [
+        (
+            m.name,
+            m.version,
+            m.modality,
+            str(m.embedding_dim),
+            str(m.ready),
+            m.execution_providers[0] if m.execution_providers else "-",
+        )
+        for m in models
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -467,6 +489,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="onnxruntime intra-op threads per model (default: available CPUs, at most 8)",
+    )
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="onnxruntime execution provider for every model: cpu (default; ssl-serve[cpu]) "
+        "or cuda (ssl-serve[gpu], CUDA 12 + cuDNN 9); the server refuses to start rather than "
+        "fall back to the CPU silently",
     )
     p.add_argument(
         "--workers",

@@ -87,6 +87,8 @@ class ModelInfo:
         ready: Whether the server has loaded and warmed it.
         bundle: The bundle's `bundle.json`, decoded.
         labels: Class names of a classifier model (Classify works on it); empty otherwise.
+        execution_providers: onnxruntime providers its session runs on, preferred first
+            (e.g. ``("CPUExecutionProvider",)``); empty until loaded.
     """
 
     name: str
@@ -96,6 +98,7 @@ class ModelInfo:
     ready: bool
     bundle: dict[str, Any]
     labels: tuple[str, ...] = ()
+    execution_providers: tuple[str, ...] = ()
 
     @classmethod
     def from_proto(cls, m: embedding_pb2.ModelMetadata) -> ModelInfo:
@@ -109,6 +112,7 @@ class ModelInfo:
             bool(m.ready),
             bundle,
             tuple(m.labels),
+            tuple(m.execution_providers),
         )
 
 

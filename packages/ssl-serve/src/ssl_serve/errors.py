@@ -103,6 +103,14 @@ class BundleError(SslServeError):
         super().__init__(f"{path}: {message}")
 
 
+class ExecutionProviderError(SslServeError):
+    """The onnxruntime execution provider asked for (``--device``) is not installed or not used.
+
+    onnxruntime falls back to the CPU without a word when, say, the CUDA libraries are missing;
+    the server refuses to start instead, and the message names the install that fixes it.
+    """
+
+
 class CheckpointError(SslServeError):
     """A training checkpoint folder cannot be read for export (see docs/contracts.md)."""
 
@@ -147,6 +155,7 @@ _STATUS_CODES: dict[type[SslServeError], grpc.StatusCode] = {
     ModelNotFoundError: grpc.StatusCode.NOT_FOUND,
     ModelNotReadyError: grpc.StatusCode.UNAVAILABLE,
     BundleError: grpc.StatusCode.INTERNAL,
+    ExecutionProviderError: grpc.StatusCode.FAILED_PRECONDITION,
     CheckpointError: grpc.StatusCode.INTERNAL,
     ExportValidationError: grpc.StatusCode.INTERNAL,
     SslServeError: grpc.StatusCode.INTERNAL,

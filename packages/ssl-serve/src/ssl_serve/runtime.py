@@ -1,15 +1,32 @@
-"""Running a bundle's `model.onnx` with onnxruntime (one InferenceSession per model)."""
+"""Running a bundle's `model.onnx` with onnxruntime (one InferenceSession per model).
+
+onnxruntime comes from one of two wheels that install the same ``onnxruntime`` module and
+overwrite each other's files: ``onnxruntime`` (CPU, the ``ssl-serve[cpu]`` extra) and
+``onnxruntime-gpu`` (CUDA and CPU, the ``ssl-serve[gpu]`` extra). :func:`execution_providers`
+checks that exactly one is installed and that it offers the device asked for;
+:func:`create_session` checks that the session really runs on it (onnxruntime itself falls back
+to the CPU silently when the CUDA libraries are missing).
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from ssl_serve.errors import BundleError, InvalidInputError
+from ssl_serve.errors import BundleError, ExecutionProviderError, InvalidInputError
+
+try:
+    import onnxruntime as ort
+except ImportError as e:  # neither extra installed
+    raise ImportError(
+        "ssl-serve needs onnxruntime to run models: pip install 'ssl-serve[cpu]' "
+        "(or 'ssl-serve[gpu]' for CUDA; never both in one environment)",
+        name="onnxruntime",
+    ) from e
 from ssl_serve.preprocess.text import length_sorted_batches, pad_sequences
 
 # Past about 8 threads a small embedding model's operators stop scaling and the extra threads
@@ -29,13 +46,80 @@ def default_intra_op_threads() -> int:
     return min(available_cpus(), MAX_DEFAULT_THREADS)
 
 
+# The onnxruntime execution providers of each `ssl-serve serve --device`, in order of
+# preference (CPU last: operators CUDA lacks run there, as onnxruntime places them itself).
+DEVICE_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+ONNXRUNTIME_WHEELS = ("onnxruntime", "onnxruntime-gpu")
+_FIX_INSTALL = (
+    "pip uninstall -y onnxruntime onnxruntime-gpu, then pip install 'ssl-serve[cpu]' "
+    "(or 'ssl-serve[gpu]' for CUDA)"
+)
+
+
+def installed_onnxruntime_wheels() -> list[str]:
+    """Which of the wheels ``onnxruntime`` and ``onnxruntime-gpu`` are installed."""
+    found = []
+    for name in ONNXRUNTIME_WHEELS:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def execution_providers(device: str = "cpu") -> tuple[str, ...]:
+    """The onnxruntime providers for ``device``, checked against the installed onnxruntime.
+
+    Args:
+        device: ``"cpu"`` or ``"cuda"``.
+
+    Returns:
+        The providers in order of preference, e.g. ``("CUDAExecutionProvider",
+        "CPUExecutionProvider")``.
+
+    Raises:
+        ValueError: ``device`` is not one of :data:`DEVICE_PROVIDERS`.
+        ExecutionProviderError: Both onnxruntime wheels are installed (they break each other),
+            or this onnxruntime build has no provider for ``device``.
+    """
+    if device not in DEVICE_PROVIDERS:
+        raise ValueError(f"device must be one of {sorted(DEVICE_PROVIDERS)}, got {device!r}")
+    wheels = installed_onnxruntime_wheels()
+    if len(wheels) > 1:
+        raise ExecutionProviderError(
+            "both onnxruntime and onnxruntime-gpu are installed; they install the same module "
+            f"and overwrite each other's files: {_FIX_INSTALL}"
+        )
+    providers = DEVICE_PROVIDERS[device]
+    available = ort.get_available_providers()
+    if providers[0] not in available:
+        raise ExecutionProviderError(
+            f"--device {device} needs {providers[0]}, which this onnxruntime "
+            f"({', '.join(wheels) or 'unknown wheel'} {ort.__version__}) lacks; it offers "
+            f"{', '.join(available)}. For CUDA: {_FIX_INSTALL.replace('[cpu]', '[gpu]', 1)}"
+        )
+    return providers
+
+
 def create_session(
     model_path: Path, intra_op_threads: int, providers: Sequence[str]
 ) -> ort.InferenceSession:
     """An onnxruntime session for serving: ``intra_op_threads`` threads, sequential execution.
 
+    Args:
+        model_path: The bundle's `model.onnx`.
+        intra_op_threads: Threads inside one operator.
+        providers: Execution providers in order of preference (see :func:`execution_providers`);
+            the session must run on the first one.
+
     Raises:
         BundleError: The file is missing or onnxruntime cannot load it.
+        ExecutionProviderError: onnxruntime put the session on another provider than the first
+            of ``providers`` (e.g. CUDA libraries missing: it would fall back to CPU silently).
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
@@ -47,11 +131,20 @@ def create_session(
     if not model_path.is_file():
         raise BundleError(model_path, "model file does not exist")
     try:
-        return ort.InferenceSession(
+        session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=list(providers)
         )
     except Exception as e:  # onnxruntime raises its own untyped errors for bad files
         raise BundleError(model_path, f"onnxruntime cannot load it: {e}") from e
+    used = session.get_providers()
+    if not used or used[0] != providers[0]:
+        raise ExecutionProviderError(
+            f"{model_path}: onnxruntime runs the session on {', '.join(used) or 'nothing'}, not "
+            f"{providers[0]} as asked (for CUDA: are the CUDA 12 and cuDNN 9 libraries on the "
+            "library path?); ssl-serve does not fall back silently: fix the install, or serve "
+            "with --device cpu"
+        )
+    return session
 
 
 class OnnxEmbedder:

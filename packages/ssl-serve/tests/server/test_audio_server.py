@@ -18,7 +18,15 @@ import pytest
 import soundfile as sf
 import soxr
 import tritonclient.grpc as triton
-from serve_helpers import NO_TORCH, ServerProcess, start_server, stop_server
+from serve_helpers import (
+    NO_TORCH,
+    ServerProcess,
+    run_threads,
+    scrape,
+    start_server,
+    stop_server,
+    value,
+)
 from tritonclient.utils import InferenceServerException
 
 from ssl_serve.bundle import AudioPreprocessing, read_bundle
@@ -102,6 +110,46 @@ def test_served_audio_equals_in_process_onnxruntime(
         tone_44k = soxr.resample(x, rate, 44100, quality="VHQ").astype(np.float32)
         raw = client.embed_raw_audio(MODEL, [tone_44k, x], 44100.0)
         assert float(raw[0] @ local[0]) >= 0.999
+
+
+def test_concurrent_audio_requests_merge_and_equal_each_clip_alone(
+    tmp_path: Path, audio_repository: Path, recordings: list[Path]
+) -> None:
+    """Audio goes through the dynamic batcher: clips of 8 threads' requests (real 16 kHz and
+    8 kHz speech cut to 0.3-3 s) are merged into shared, length-sorted padded runs, and every
+    embedding still equals its clip run alone, unpadded, in-process (1e-5)."""
+    prep = _prep(audio_repository)
+    speech = [preprocess_audio(p.read_bytes(), prep) for p in recordings]
+    rate = prep.sample_rate
+    clips = [speech[i % len(speech)][: int(rate * (0.3 + 0.45 * (i % 7)))] for i in range(24)]
+    local = _local(audio_repository, clips)
+    args = ["--max-queue-delay-ms", "50", "--workers", "16"]
+    srv = start_server(audio_repository, tmp_path / "server.log", metrics=True, args=args)
+    served: dict[int, np.ndarray] = {}
+    try:
+        before = scrape(srv.metrics_url)
+
+        def client(t: int) -> None:
+            with EmbeddingClient(srv.address, timeout_s=60) as c:
+                for k in range(3):  # requests of 1 clip each: only merging puts them together
+                    i = 3 * t + k
+                    served[i] = c.embed_raw_audio(MODEL, [clips[i]], float(rate))[0]
+
+        run_threads(8, client)
+        after = scrape(srv.metrics_url)
+    finally:
+        assert stop_server(srv) == 0, srv.log.read_text()
+    worst = max(float(np.abs(served[i] - local[i]).max()) for i in range(len(clips)))
+    assert worst <= 1e-5, worst
+    labels = {"model": MODEL}
+    requests = value(after, "ssl_serve_batch_requests_sum", **labels) - value(
+        before, "ssl_serve_batch_requests_sum", **labels
+    )
+    batches = value(after, "ssl_serve_batch_requests_count", **labels) - value(
+        before, "ssl_serve_batch_requests_count", **labels
+    )
+    assert requests == len(clips)  # each ran exactly once
+    assert batches < requests, "no two concurrent audio requests were merged"
 
 
 def test_bad_audio_is_invalid_argument_naming_the_input(

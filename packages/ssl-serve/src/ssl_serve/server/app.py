@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from ssl_serve.errors import BundleError, SslServeError
 from ssl_serve.preprocess import DEFAULT_MAX_PIXELS
 from ssl_serve.repository import ModelRepository, empty_repository_hint
+from ssl_serve.runtime import execution_providers
 from ssl_serve.server.batcher import BatchingConfig, DynamicBatcher
 from ssl_serve.server.metrics import MetricsEndpoint, ServerMetrics
 from ssl_serve.server.models import ModelRegistry
@@ -50,6 +51,9 @@ class ServerConfig:
         host: Interface to listen on, e.g. "127.0.0.1", "0.0.0.0" or "[::]".
         port: TCP port; 0 picks a free one (see :attr:`EmbeddingServer.port`).
         intra_op_threads: onnxruntime threads per model; None = available CPUs, at most 8.
+        device: ``"cpu"`` (default) or ``"cuda"``: the onnxruntime execution provider every
+            model runs on; the server refuses to start when it is not installed or a session
+            falls back to another (:func:`~ssl_serve.runtime.execution_providers`).
         max_batch_size: Most inputs the dynamic batcher merges from several requests into one
             batch, and most per onnxruntime run; a bigger request runs alone, in chunks.
         max_batch_tokens: Text models: most real tokens merged into one batch, and most
@@ -84,6 +88,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     intra_op_threads: int | None = None
+    device: str = "cpu"
     max_batch_size: int = 256
     max_batch_tokens: int = 8192
     max_message_bytes: int = 64 * MIB
@@ -165,6 +170,7 @@ class EmbeddingServer:
             intra_op_threads=config.intra_op_threads,
             max_batch_size=config.max_batch_size,
             max_batch_tokens=config.max_batch_tokens,
+            providers=execution_providers(config.device),
         )
         self.metrics = ServerMetrics(repository.names())
         self.metrics.track_models_loaded(lambda: sum(m.ready for m in self.registry.models()))

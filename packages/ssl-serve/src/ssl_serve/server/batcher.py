@@ -4,10 +4,11 @@ RPC handler threads decode or tokenise their request, put it in its model's queu
 model's scheduler thread takes the requests waiting there (first come, first served) and runs
 them as one onnxruntime batch of at most ``max_batch_size`` inputs (text: and
 ``max_batch_tokens`` real tokens), then hands each request its own rows. A request larger than
-the limits runs alone, in chunks. Text rows of all merged requests are sorted by length and run
-in padded sub-batches (:func:`~ssl_serve.preprocess.text.length_sorted_batches`), so a short
-text never pays for a long one from another client. Pooling uses the attention mask, so an
-input embeds the same (within float32 rounding, tested at 1e-5) whatever it is batched with.
+the limits runs alone, in chunks. Text rows and audio clips of all merged requests are sorted by
+length and run in padded sub-batches (:func:`~ssl_serve.preprocess.text.length_sorted_batches`;
+audio: at most ``max_batch_seconds`` of padded audio per run), so a short text or clip never
+pays for a long one from another client. Pooling uses the attention mask, so an input embeds the
+same (within float32 rounding, tested at 1e-5) whatever it is batched with.
 
 A batch forms when the model is free and takes the requests waiting by then, so under load
 the requests that arrive while one batch runs form the next. The scheduler waits up to
@@ -47,6 +48,7 @@ from ssl_serve.errors import (
     RequestDeadlineError,
     RequestDroppedError,
 )
+from ssl_serve.preprocess.audio import DEFAULT_MAX_BATCH_SECONDS
 from ssl_serve.preprocess.text import length_sorted_batches
 from ssl_serve.server.metrics import ServerMetrics
 from ssl_serve.server.models import InferenceResult, LoadedModel, ModelRegistry
@@ -80,6 +82,8 @@ class BatchingConfig:
         max_queue_delay_s: Longest wait, in seconds, for more requests to join a batch (only
             while more are being decoded/tokenised); 0 never waits.
         max_queue_size: Most requests waiting per model version; more get RESOURCE_EXHAUSTED.
+        max_batch_seconds: Audio models: most padded audio per ``session.run``, in seconds
+            (one clip always runs).
 
     Raises:
         ValueError: A limit is < 1, or the delay is negative.
@@ -89,6 +93,7 @@ class BatchingConfig:
     max_batch_tokens: int = 8192
     max_queue_delay_s: float = 0.002
     max_queue_size: int = 64
+    max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS
 
     def __post_init__(self) -> None:
         if min(self.max_batch_size, self.max_batch_tokens, self.max_queue_size) < 1:
@@ -99,6 +104,8 @@ class BatchingConfig:
             )
         if not self.max_queue_delay_s >= 0:
             raise ValueError(f"max_queue_delay_s must be >= 0, got {self.max_queue_delay_s}")
+        if not self.max_batch_seconds > 0:
+            raise ValueError(f"max_batch_seconds must be > 0, got {self.max_batch_seconds}")
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,7 @@ class _Request:
     method: str
     images: np.ndarray | None  # (N, C, H, W) float32, image models
     text: TextRows | None  # text models
+    audio: Sequence[np.ndarray] | None  # audio models: (T_i,) float32 clips
     output_names: tuple[str, ...]
     inputs: int
     tokens: int
@@ -390,48 +398,79 @@ class ModelBatcher:
                 self._wake()
 
     def _run(self, batch: list[_Request]) -> None:
-        """Run a batch under the model's lock and hand every request its rows."""
-        t0 = time.perf_counter()
-        try:
-            parts, wait_s, run_s = self.model.exclusive(lambda: self._infer(batch))
-        except Exception as e:
-            if len(batch) > 1:
-                # Inputs are checked before they are queued, so this is rare; run each request
-                # alone so that only the one at fault fails.
-                log.warning("batch of %d requests failed (%s); running them alone", len(batch), e)
-                for request in batch:
-                    self._run([request])
-            else:
-                batch[0].future.set_exception(e)
-            return
-        started = t0 + wait_s
-        inputs = sum(r.inputs for r in batch)
-        if self.metrics is not None:
-            self.metrics.observe_batch(self.model.entry.name, inputs=inputs, requests=len(batch))
-        for request, outputs in zip(batch, parts, strict=True):
+        """Run a batch under the model's lock and hand every request its rows.
+
+        A request is answered as soon as its last row is computed (text: after the
+        length-sorted sub-batch that holds it), not when the whole batch is done: its client
+        can send the next request while the model runs the rest, which keeps the model busy
+        under many concurrent clients.
+        """
+        started = 0.0
+
+        def answer(i: int, outputs: dict[str, np.ndarray]) -> None:
+            request = batch[i]
             first = outputs[request.output_names[0]]
+            run_s = time.perf_counter() - started
             timing = InferenceResult(first, max(0.0, started - request.enqueued), run_s)
             request.future.set_result((outputs, timing))
 
-    def _infer(self, batch: list[_Request]) -> list[dict[str, np.ndarray]]:
-        """One pass over the merged inputs: per request, its output rows by name."""
+        def work() -> None:
+            nonlocal started
+            started = time.perf_counter()
+            self._infer(batch, answer)
+
+        try:
+            self.model.exclusive(work)
+        except Exception as e:
+            left = [r for r in batch if not r.future.done()]
+            if len(left) > 1:
+                # Inputs are checked before they are queued, so this is rare; run each request
+                # alone so that only the one at fault fails.
+                log.warning("batch of %d requests failed (%s); running them alone", len(left), e)
+                for request in left:
+                    self._run([request])
+            elif left:
+                left[0].future.set_exception(e)
+            return
+        if self.metrics is not None:
+            inputs = sum(r.inputs for r in batch)
+            self.metrics.observe_batch(self.model.entry.name, inputs=inputs, requests=len(batch))
+
+    def _infer(
+        self, batch: list[_Request], answer: Callable[[int, dict[str, np.ndarray]], None]
+    ) -> None:
+        """Run the merged inputs; ``answer(i, rows by output name)`` each request once done."""
         offsets = np.cumsum([0] + [r.inputs for r in batch])
+        if batch[0].text is not None:
+            self._infer_text(batch, offsets, answer)
+            return
+        names = list(dict.fromkeys(n for r in batch for n in r.output_names))
         if batch[0].images is not None:
             embedder = self.model.embedder
             assert embedder is not None
-            names = list(dict.fromkeys(n for r in batch for n in r.output_names))
             images = [r.images for r in batch if r.images is not None]
             x = images[0] if len(images) == 1 else np.concatenate(images, axis=0)
-            arrays = dict(zip(names, embedder.run_outputs(x, names), strict=True))
+            outputs = embedder.run_outputs(x, names)
         else:
-            arrays = {batch[0].output_names[0]: self._infer_text(batch, int(offsets[-1]))}
-        return [
-            {name: arrays[name][offsets[i] : offsets[i + 1]] for name in r.output_names}
-            for i, r in enumerate(batch)
-        ]
+            clips = [c for r in batch if r.audio is not None for c in r.audio]
+            outputs = self.model.audio_outputs(
+                clips,
+                names,
+                max_batch_size=self.config.max_batch_size,
+                max_batch_seconds=self.config.max_batch_seconds,
+            )
+        arrays = dict(zip(names, outputs, strict=True))
+        for i, r in enumerate(batch):
+            answer(i, {name: arrays[name][offsets[i] : offsets[i + 1]] for name in r.output_names})
 
-    def _infer_text(self, batch: list[_Request], total: int) -> np.ndarray:
-        """Embeddings of every request's text rows, in length-sorted padded sub-batches."""
+    def _infer_text(
+        self,
+        batch: list[_Request],
+        offsets: np.ndarray,
+        answer: Callable[[int, dict[str, np.ndarray]], None],
+    ) -> None:
+        """Embed every request's text rows in length-sorted padded sub-batches; answer each
+        request after the sub-batch that completes its rows."""
         embedder = self.model.text_embedder
         assert embedder is not None
         ids: list[np.ndarray] = []
@@ -442,7 +481,9 @@ class ModelBatcher:
             ids.extend(r.text.ids)
             types.extend(r.text.type_ids if r.text.type_ids is not None else [None] * r.inputs)
             masks.extend(r.text.masks if r.text.masks is not None else [None] * r.inputs)
-        out = np.empty((total, 0), dtype=np.float32)
+        owner = np.repeat(np.arange(len(batch)), [r.inputs for r in batch])
+        left = np.array([r.inputs for r in batch])
+        out: np.ndarray | None = None
         for idx in length_sorted_batches(
             [len(s) for s in ids],
             max_batch_size=self.config.max_batch_size,
@@ -459,10 +500,14 @@ class ModelBatcher:
                 if types[i] is not None:
                     type_ids[k, :n] = types[i]
             emb = embedder.embed_padded(padded, mask, type_ids)
-            if out.shape[1] == 0:
-                out = np.empty((total, emb.shape[1]), dtype=np.float32)
+            if out is None:
+                out = np.empty((len(ids), emb.shape[1]), dtype=np.float32)
             out[idx] = emb
-        return out
+            owners, counts = np.unique(owner[idx], return_counts=True)
+            left[owners] -= counts
+            for i in owners[left[owners] == 0]:
+                name = batch[i].output_names[0]
+                answer(int(i), {name: out[offsets[i] : offsets[i + 1]]})
 
 
 class Arrival:
@@ -490,7 +535,7 @@ class Arrival:
 
         Returns:
             Each output's ``(N, ...) float32`` rows by name, and the first one's
-            :class:`InferenceResult` (queue time, the batch's time in onnxruntime).
+            :class:`InferenceResult` (queue time, time in onnxruntime until its rows were done).
 
         Raises:
             QueueFullError: The model's queue is full (RESOURCE_EXHAUSTED).
@@ -525,6 +570,34 @@ class Arrival:
         request.text = rows
         return self._wait(request)[1]
 
+    def run_audio(
+        self,
+        clips: Sequence[np.ndarray],
+        output_names: Sequence[str],
+        *,
+        method: str,
+        call: CallState | None = None,
+    ) -> tuple[dict[str, np.ndarray], InferenceResult]:
+        """Queue an audio request's clips, wait for its batch to run, return its rows.
+
+        Args:
+            clips: N >= 1 arrays ``(T_i,) float32`` at the bundle's rate (preprocessed and
+                checked by :mod:`ssl_serve.preprocess.audio`).
+            output_names: Graph outputs wanted, e.g. ``["embedding"]``.
+            method: RPC name (for logs).
+            call: The RPC, for its deadline and liveness; None: no deadline.
+
+        Returns:
+            As :meth:`run_images`.
+
+        Raises:
+            QueueFullError, RequestDeadlineError, RequestDroppedError, ModelNotReadyError: As
+                for :meth:`run_images`.
+        """
+        request = self._request(method, call, output_names, len(clips), 0)
+        request.audio = clips
+        return self._wait(request)
+
     def _request(
         self,
         method: str,
@@ -541,7 +614,7 @@ class Arrival:
                 deadline = time.monotonic() + remaining
             is_active = call.is_active
         return _Request(
-            method, None, None, tuple(output_names), inputs, tokens, deadline, is_active
+            method, None, None, None, tuple(output_names), inputs, tokens, deadline, is_active
         )
 
     def _wait(self, request: _Request) -> tuple[dict[str, np.ndarray], InferenceResult]:

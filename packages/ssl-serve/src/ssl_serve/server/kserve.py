@@ -261,9 +261,9 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         """The requested outputs by name (one model pass, batched) and the timing."""
         prep = model.bundle.preprocessing
         if isinstance(prep, AudioPreprocessing):
-            # Cut at each row's real length (checked), then run as Embed does.
+            # Cut at each row's real length (checked), then batch as Embed does.
             clips = clips_from_padded(tensors["input_values"], tensors["attention_mask"], prep)
-            return self.registry.run_audio(model, clips, outputs)
+            return arrival.run_audio(clips, outputs, method="ModelInfer", call=context)
         if not isinstance(prep, TextPreprocessing):
             batch = tensors[model.bundle.input.name]
             return arrival.run_images(batch, outputs, method="ModelInfer", call=context)

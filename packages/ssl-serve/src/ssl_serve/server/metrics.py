@@ -53,7 +53,7 @@ class ServerMetrics:
     - ``ssl_serve_request_duration_seconds`` (histogram; ``model``, ``method``): handler time.
     - ``ssl_serve_queue_seconds`` / ``ssl_serve_inference_seconds`` (histograms; ``model``,
       ``method``): waiting in the model's batch queue (for the batch to fill and for the model,
-      which runs one batch at a time) / in onnxruntime (the whole batch the request ran in),
+      which runs one batch at a time) / in onnxruntime (its batch, until its rows were done),
       per request that ran.
     - ``ssl_serve_request_inputs`` (histogram; ``model``, ``method``): inputs per request.
     - ``ssl_serve_inputs`` / ``ssl_serve_tokens`` (counters; ``model``, ``method``): inputs run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -18,6 +18,7 @@ from ssl_serve.preprocess.audio import DEFAULT_MAX_BATCH_SECONDS, audio_batches,
 from ssl_serve.preprocess.text import TextTokenizer
 from ssl_serve.repository import ModelEntry, ModelRepository
 from ssl_serve.runtime import (
+    DEVICE_PROVIDERS,
     OnnxEmbedder,
     OnnxTextEmbedder,
     create_session,
@@ -38,7 +39,8 @@ class InferenceResult:
         embeddings: ``(N, D) float32``.
         queue_s: Seconds spent waiting for the model: in the dynamic batcher's queue, and for
             the batch (or direct call) before it to finish.
-        inference_s: Seconds spent in onnxruntime (by the whole batch the request ran in).
+        inference_s: Seconds in onnxruntime, from the start of the batch the request ran in
+            until its rows were computed.
     """
 
     embeddings: np.ndarray
@@ -87,6 +89,15 @@ class LoadedModel:
             or self.text_embedder is not None
             or self.audio_session is not None
         )
+
+    @property
+    def execution_providers(self) -> list[str]:
+        """The onnxruntime providers the loaded session runs on (empty until loaded)."""
+        session = self.audio_session
+        for embedder in (self.embedder, self.text_embedder):
+            if embedder is not None:
+                session = embedder.session
+        return [] if session is None else list(session.get_providers())
 
     def _ready(self, embedder: E | None) -> E:
         """``embedder``, or ModelNotReadyError while the model is still loading."""
@@ -153,15 +164,18 @@ class LoadedModel:
         result = InferenceResult(arrays[0], queue_s, inference_s)
         return dict(zip(output_names, arrays, strict=True)), result
 
-    def run_audio(
+    def audio_outputs(
         self,
-        clips: list[np.ndarray],
-        output_names: list[str],
+        clips: Sequence[np.ndarray],
+        output_names: Sequence[str],
         *,
         max_batch_size: int,
         max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS,
-    ) -> tuple[dict[str, np.ndarray], InferenceResult]:
+    ) -> list[np.ndarray]:
         """Embed waveforms with an audio model, in length-sorted padded sub-batches.
+
+        Does not take the model's lock: the caller holds it (:meth:`exclusive`), as the
+        dynamic batcher does.
 
         Args:
             clips: N arrays ``(T_i,) float32`` at the bundle's rate (preprocessed and checked
@@ -172,8 +186,7 @@ class LoadedModel:
                 always runs).
 
         Returns:
-            The ``(N, ...) float32`` arrays by name, in input order, and the first one's
-            result with the queue/inference time.
+            One ``(N, ...) float32`` array per name of ``output_names``, rows in input order.
 
         Raises:
             ModelNotReadyError: The model is still loading.
@@ -181,25 +194,18 @@ class LoadedModel:
         session = self._ready(self.audio_session)
         prep = self.bundle.preprocessing
         assert isinstance(prep, AudioPreprocessing)
-        batches = audio_batches(
+        out: list[np.ndarray] = []
+        for idx, feeds in audio_batches(
             clips,
             max_batch_size=max_batch_size,
             max_batch_samples=max(1, int(max_batch_seconds * prep.sample_rate)),
-        )
-
-        def run() -> list[np.ndarray]:
-            out: list[np.ndarray] = []
-            for idx, feeds in batches:
-                arrays = session.run(output_names, feeds)
-                if not out:
-                    out = [np.empty((len(clips), *a.shape[1:]), np.float32) for a in arrays]
-                for k, a in enumerate(arrays):
-                    out[k][idx] = a
-            return out
-
-        arrays, queue_s, inference_s = self.exclusive(run)
-        result = InferenceResult(arrays[0], queue_s, inference_s)
-        return dict(zip(output_names, arrays, strict=True)), result
+        ):
+            arrays = session.run(list(output_names), feeds)
+            if not out:
+                out = [np.empty((len(clips), *a.shape[1:]), np.float32) for a in arrays]
+            for k, a in enumerate(arrays):
+                out[k][idx] = a
+        return out
 
     def run_tokens(
         self, sequences: list[np.ndarray], type_ids: list[np.ndarray] | None = None
@@ -275,7 +281,9 @@ class ModelRegistry:
         intra_op_threads: onnxruntime threads per session; None picks the default.
         max_batch_size: Largest batch per ``session.run``; larger requests run in chunks.
         max_batch_tokens: Text models: most padded tokens per ``session.run``.
-        max_batch_seconds: Audio models: most padded audio per ``session.run``, in seconds.
+        providers: onnxruntime execution providers for every session, in order of preference
+            (:func:`~ssl_serve.runtime.execution_providers`); each session must run on the
+            first, or loading it raises :class:`~ssl_serve.errors.ExecutionProviderError`.
     """
 
     def __init__(
@@ -285,12 +293,12 @@ class ModelRegistry:
         intra_op_threads: int | None = None,
         max_batch_size: int = 256,
         max_batch_tokens: int = 8192,
-        max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS,
+        providers: Sequence[str] = DEVICE_PROVIDERS["cpu"],
     ) -> None:
         self.intra_op_threads = intra_op_threads
+        self.providers = tuple(providers)
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
-        self.max_batch_seconds = max_batch_seconds
         models = {(e.name, e.version): new_model(e) for e in repository.entries()}
         self._snapshot: tuple[ModelRepository, dict[tuple[str, str], LoadedModel]] = (
             repository,
@@ -344,6 +352,7 @@ class ModelRegistry:
                 intra_op_threads=self.intra_op_threads,
                 max_batch_size=self.max_batch_size,
                 max_batch_tokens=self.max_batch_tokens,
+                providers=self.providers,
             )
             embedder.warm_up()
             model.tokenizer = tokenizer
@@ -355,15 +364,17 @@ class ModelRegistry:
                 output_name=bundle.output.name,
                 intra_op_threads=self.intra_op_threads,
                 max_batch_size=self.max_batch_size,
+                providers=self.providers,
             )
             embedder.warm_up()
             model.embedder = embedder
         log.info(
-            "loaded %s/%s (%s, D=%d, %d threads) in %.0f ms",
+            "loaded %s/%s (%s, D=%d, %s, %d threads) in %.0f ms",
             model.entry.name,
             model.entry.version,
             bundle.modality,
             bundle.embedding_dim,
+            model.execution_providers[0],
             embedder.intra_op_threads,
             1000 * (time.perf_counter() - t0),
         )
@@ -377,24 +388,13 @@ class ModelRegistry:
         repository = ModelRepository(self.repository.root, [m.entry for m in models])
         self._snapshot = (repository, {(m.entry.name, m.entry.version): m for m in models})
 
-    def run_audio(
-        self, model: LoadedModel, clips: list[np.ndarray], output_names: list[str]
-    ) -> tuple[dict[str, np.ndarray], InferenceResult]:
-        """:meth:`LoadedModel.run_audio` with this registry's batch limits."""
-        return model.run_audio(
-            clips,
-            output_names,
-            max_batch_size=self.max_batch_size,
-            max_batch_seconds=self.max_batch_seconds,
-        )
-
     def _load_audio(self, model: LoadedModel) -> None:
         """Create an audio model's session and warm it on a padded batch of silence."""
         t0 = time.perf_counter()
         prep = model.bundle.preprocessing
         assert isinstance(prep, AudioPreprocessing)
         threads = self.intra_op_threads or default_intra_op_threads()
-        session = create_session(model.entry.model_path, threads, ["CPUExecutionProvider"])
+        session = create_session(model.entry.model_path, threads, self.providers)
         names = sorted(i.name for i in session.get_inputs())
         if names != sorted(model.bundle.input_names):
             raise BundleError(
@@ -407,11 +407,12 @@ class ModelRegistry:
             raise BundleError(model.entry.model_path, f"warm-up inference failed: {e}") from e
         model.audio_session = session
         log.info(
-            "loaded %s/%s (audio, %d Hz, D=%d, %d threads) in %.0f ms",
+            "loaded %s/%s (audio, %d Hz, D=%d, %s, %d threads) in %.0f ms",
             model.entry.name,
             model.entry.version,
             prep.sample_rate,
             model.bundle.embedding_dim,
+            model.execution_providers[0],
             threads,
             1000 * (time.perf_counter() - t0),
         )

@@ -217,25 +217,22 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         tokens = 0
         output = model.bundle.output.name
         prep = model.bundle.preprocessing
-        if isinstance(prep, AudioPreprocessing):
-            # Audio runs per request (length-sorted sub-batches under the model's lock), not
-            # through the dynamic batcher.
-            clips = preprocess_audio_inputs(request.inputs, prep)
-            t1 = time.perf_counter()
-            _, result = self.registry.run_audio(model, clips, [output])
-        else:
-            with self.batcher.for_model(model).arrival() as arrival:
-                if isinstance(model.bundle.preprocessing, TextPreprocessing):
-                    tokenized = self._tokenize(model, request, kinds)
-                    t1 = time.perf_counter()
-                    rows = TextRows(tokenized.ids, tokenized.type_ids)
-                    result = arrival.run_text(rows, output, method=method, call=context)
-                    truncated = tokenized.truncated.tolist()
-                    tokens = tokenized.num_tokens
-                else:
-                    batch = self._preprocess(model, request, kinds)
-                    t1 = time.perf_counter()
-                    _, result = arrival.run_images(batch, [output], method=method, call=context)
+        with self.batcher.for_model(model).arrival() as arrival:
+            if isinstance(prep, AudioPreprocessing):
+                clips = preprocess_audio_inputs(request.inputs, prep)
+                t1 = time.perf_counter()
+                _, result = arrival.run_audio(clips, [output], method=method, call=context)
+            elif isinstance(prep, TextPreprocessing):
+                tokenized = self._tokenize(model, request, kinds)
+                t1 = time.perf_counter()
+                rows = TextRows(tokenized.ids, tokenized.type_ids)
+                result = arrival.run_text(rows, output, method=method, call=context)
+                truncated = tokenized.truncated.tolist()
+                tokens = tokenized.num_tokens
+            else:
+                batch = self._preprocess(model, request, kinds)
+                t1 = time.perf_counter()
+                _, result = arrival.run_images(batch, [output], method=method, call=context)
         embeddings = result.embeddings
         self._observe(method, model, result, tokens)
         total_s = time.perf_counter() - t0
@@ -464,4 +461,5 @@ def _metadata(model: LoadedModel) -> embedding_pb2.ModelMetadata:
         ready=model.ready,
         bundle_json=model.bundle_json,
         labels=list(model.bundle.labels or ()),
+        execution_providers=model.execution_providers,
     )

@@ -171,7 +171,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class ModelMetadata(_message.Message):
-    __slots__ = ("name", "version", "modality", "embedding_dim", "ready", "bundle_json", "labels")
+    __slots__ = ("name", "version", "modality", "embedding_dim", "ready", "bundle_json", "labels", "execution_providers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +179,7 @@ class ModelMetadata(_message.Message):
     READY_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_JSON_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     modality: str
@@ -186,4 +187,5 @@ class ModelMetadata(_message.Message):
     ready: bool
     bundle_json: str
     labels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., modality: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., ready: _Optional[bool] = ..., bundle_json: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+    execution_providers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., modality: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., ready: _Optional[bool] = ..., bundle_json: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., execution_providers: _Optional[_Iterable[str]] = ...) -> None: ...
