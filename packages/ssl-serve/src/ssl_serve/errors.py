@@ -137,9 +137,19 @@ class RemoteError(SslServeError):
     """
 
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "message larger than max" in details:
+            details += f" ({MESSAGE_SIZE_HINT})"
         self.code = code
         self.details = details
         super().__init__(f"{code.name}: {details}")
+
+
+#: Appended to a RESOURCE_EXHAUSTED "message larger than max" status (gRPC's own wording).
+MESSAGE_SIZE_HINT = (
+    "over a gRPC message size limit: raise the client's max_message_bytes "
+    "(EmbeddingClient(max_message_bytes=...), ssl-serve embed --max-message-mb) and the "
+    "server's --max-message-mb, or send fewer inputs per request"
+)
 
 
 # The one place where errors meet status codes; the most specific class in an error's MRO wins.

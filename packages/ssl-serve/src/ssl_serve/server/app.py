@@ -26,6 +26,7 @@ from ssl_serve.preprocess import DEFAULT_MAX_PIXELS
 from ssl_serve.repository import ModelRepository, empty_repository_hint
 from ssl_serve.runtime import execution_providers
 from ssl_serve.server.batcher import BatchingConfig, DynamicBatcher
+from ssl_serve.server.decoding import RequestDecodingInterceptor
 from ssl_serve.server.metrics import MetricsEndpoint, ServerMetrics
 from ssl_serve.server.models import ModelRegistry
 from ssl_serve.server.reload import ReloadReport, RepositoryWatcher
@@ -177,9 +178,10 @@ class EmbeddingServer:
         self._metrics_endpoint: MetricsEndpoint | None = None
         self.batcher = DynamicBatcher(self.registry, batching, self.metrics)
         self.health = health.HealthServicer(experimental_non_blocking=True)
-        interceptors = []
+        interceptors: list[grpc.ServerInterceptor] = []
         if config.tokens:
             interceptors.append(BearerTokenInterceptor(config.tokens, metrics=self.metrics))
+        interceptors.append(RequestDecodingInterceptor())  # innermost: after the token check
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
