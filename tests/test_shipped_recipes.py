@@ -38,6 +38,9 @@ def test_recipe_trains_and_exports(name, tmp_path):
     tree["budget"].pop("epochs", None)  # two steps instead
     overrides = ["data.limit=96", "budget.batch_size=32", "budget.steps=2",
                  "logging.progress_bar=false", "logging.plots=false"]  # fmt: skip
+    if tree["data"]["dataset"] in ("spoken_digits", "audio_folder"):
+        _speech_recipe_trains_and_exports(name, tree, tmp_path)
+        return
     if tree["data"]["dataset"] in ("wordnet", "fortunes", "text_file"):
         _text_recipe_trains_and_exports(name, tree, overrides, tmp_path)
         return
@@ -65,19 +68,25 @@ def test_recipe_trains_and_exports(name, tmp_path):
 
 
 def _text_recipe_trains_and_exports(name, tree, overrides, tmp_path):
-    assert tree["data"]["dataset"] == "wordnet"  # the only text corpus shipped recipes use
-    overrides += [f"data.root={wordnet_sample_root()}", "tokenizer.train.vocab_size=500",
-                  "evaluation.bank_size=100", "evaluation.heldout_size=50"]  # fmt: skip
+    overrides.append("tokenizer.train.vocab_size=500")
+    if tree["data"]["dataset"] == "wordnet":
+        overrides += [f"data.root={wordnet_sample_root()}", "evaluation.bank_size=100",
+                      "evaluation.heldout_size=50"]  # fmt: skip
     recipe = recipe_from_dict(tree, overrides)
     result = Trainer(recipe, tmp_path / "run").fit()
     assert result.steps == 2 and math.isfinite(result.final_loss)
-    assert result.hf_model == tmp_path / "run" / "hf"
 
-    texts = ["A cat sat on the mat.", "a tall perennial woody plant having a main trunk"]
-    bundle = export_hf_model(result.hf_model, tmp_path / "bundle", name=name.replace("_", "-"),
+    # `ssl-serve export RUN` on the checkpoint itself, for every text method.
+    bundle = export_checkpoint(tmp_path / "run", tmp_path / "bundle", name=name.replace("_", "-"))
+    assert bundle["modality"] == "text" and bundle["validation"]["max_abs_diff"] <= 1e-4
+    if result.hf_model is not None:  # encoders with a Hugging Face twin also write RUN/hf
+        assert result.hf_model == tmp_path / "run" / "hf"
+        texts = ["A cat sat on the mat.", "a tall perennial woody plant having a main trunk"]
+        hf = export_hf_model(result.hf_model, tmp_path / "hf-bundle", name="hf",
                              validation_texts=texts)  # fmt: skip
-    assert bundle["validation"]["max_abs_diff"] <= 1e-4
-    assert bundle["validation"]["tokenizer_mismatches"] == 0
+        assert hf["validation"]["max_abs_diff"] <= 1e-4
+        assert hf["validation"]["tokenizer_mismatches"] == 0
+
     session = ort.InferenceSession(
         str(tmp_path / "bundle" / "model.onnx"), providers=["CPUExecutionProvider"]
     )
@@ -88,3 +97,26 @@ def _text_recipe_trains_and_exports(name, tree, overrides, tmp_path):
         feeds["token_type_ids"] = np.zeros((1, 3), dtype=np.int64)
     out = session.run(None, feeds)[0]
     assert out.shape == (1, bundle["embedding_dim"])
+
+
+def _speech_recipe_trains_and_exports(name, tree, tmp_path):
+    # Real spoken digits (espeak-ng renders, cached), a 2-block encoder, two steps.
+    overrides = ["budget.batch_size=16", "budget.steps=2", "encoder.num_layers=2",
+                 "logging.progress_bar=false", "logging.plots=false"]  # fmt: skip
+    if tree["method"]["name"] == "hubert":
+        overrides.append("method.num_clusters=16")
+    recipe = recipe_from_dict(tree, overrides)
+    result = Trainer(recipe, tmp_path / "run").fit()
+    assert result.steps == 2 and math.isfinite(result.final_loss)
+
+    # `ssl-serve export RUN` dispatches on data.dataset to the audio exporter.
+    bundle = export_checkpoint(tmp_path / "run", tmp_path / "bundle", name=name.replace("_", "-"))
+    assert bundle["modality"] == "audio" and bundle["validation"]["max_abs_diff"] <= 1e-4
+    session = ort.InferenceSession(
+        str(tmp_path / "bundle" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    rng = np.random.default_rng(0)
+    feeds = {"input_values": rng.standard_normal((3, 16000)).astype(np.float32),
+             "attention_mask": np.ones((3, 16000), dtype=np.int64)}  # fmt: skip
+    out = session.run(None, feeds)[0]
+    assert out.shape == (3, bundle["embedding_dim"])

@@ -101,6 +101,7 @@ def _client(args: argparse.Namespace) -> EmbeddingClient:
         return EmbeddingClient(
             args.target,
             timeout_s=args.timeout_s,
+            max_message_bytes=int(args.max_message_mb * MIB),
             tls=args.tls,
             tls_ca=args.tls_ca,
             tls_cert=args.tls_cert,
@@ -118,11 +119,7 @@ def _embed(args: argparse.Namespace) -> int:
     from ssl_serve.errors import RemoteError
 
     output = _npy_path(args.output)
-    texts = list(args.text or [])
-    if args.text_file is not None:
-        fh = sys.stdin if str(args.text_file) == "-" else args.text_file.open(encoding="utf-8")
-        with fh:
-            texts += [line.rstrip("\n") for line in fh]
+    texts = _texts(args)
     if texts and args.files:
         print("ssl-serve: error: give image FILEs or --text/--text-file, not both", file=sys.stderr)
         return 2
@@ -164,33 +161,53 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _texts(args: argparse.Namespace) -> list[str]:
+    """The texts of ``--text`` (first) and ``--text-file`` (one per line; '-' is stdin)."""
+    texts = list(args.text or [])
+    if args.text_file is not None:
+        fh = sys.stdin if str(args.text_file) == "-" else args.text_file.open(encoding="utf-8")
+        with fh:
+            texts += [line.rstrip("\n") for line in fh]
+    return texts
+
+
 def _classify(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ssl_serve.errors import RemoteError
 
-    images = [Path(f).read_bytes() for f in args.files]
+    texts = _texts(args)
+    if bool(texts) == bool(args.files):
+        print(
+            "ssl-serve: error: give image FILEs or --text/--text-file (one of the two)",
+            file=sys.stderr,
+        )
+        return 2
+    top_k, version, batch_size = args.top_k, args.version, args.batch_size
     with _client(args) as client:
-        try:
-            result = client.classify_images(
-                args.model,
-                images,
-                top_k=args.top_k,
-                version=args.version,
-                batch_size=args.batch_size,
+        if texts:
+            result = client.classify_texts(
+                args.model, texts, top_k=top_k, version=version, batch_size=batch_size
             )
-        except RemoteError as e:
-            raise RemoteError(e.code, _name_input_files(e.details, args.files)) from e
+        else:
+            images = [Path(f).read_bytes() for f in args.files]
+            try:
+                result = client.classify_images(
+                    args.model, images, top_k=top_k, version=version, batch_size=batch_size
+                )
+            except RemoteError as e:
+                raise RemoteError(e.code, _name_input_files(e.details, args.files)) from e
+    key, names = ("text", texts) if texts else ("file", args.files)
     rows = [
-        {"file": f, "top": [{"label": label, "probability": p} for label, p in top]}
-        for f, top in zip(args.files, result.top_k, strict=True)
+        {key: name, "top": [{"label": label, "probability": p} for label, p in top]}
+        for name, top in zip(names, result.top_k, strict=True)
     ]
     for row in rows:
         if args.json:
-            print(json.dumps(row))
+            print(json.dumps(row, ensure_ascii=False))
         else:
             top = ", ".join(f"{t['label']} {t['probability']:.4f}" for t in row["top"])
-            print(f"{row['file']}: {top}")
+            print(f"{row[key]}: {top}")
     if args.output is not None:
         output = _npy_path(args.output)
         np.save(output, result.probabilities)
@@ -353,6 +370,29 @@ def _export_bundle(args: argparse.Namespace, output: Path) -> int:
         )
         _print_variants(v)
         return 0
+    from ssl_serve.export import export_speech_checkpoint, is_speech_checkpoint
+
+    if is_speech_checkpoint(args.checkpoint):
+        if args.optimize or args.quantize is not None:
+            print(
+                "ssl-serve: error: --optimize/--quantize are not offered for speech checkpoints "
+                "yet: export without them",
+                file=sys.stderr,
+            )
+            return 2
+        bundle = export_speech_checkpoint(
+            args.checkpoint,
+            output,
+            name=args.name,
+            version=args.version,
+            max_seconds=args.max_seconds or 30.0,
+            validation_audio=args.validation_audio,
+            tolerance=args.tolerance,
+            opset=args.opset,
+            overwrite=args.overwrite,
+        )
+        _print_audio_export(bundle, output)
+        return 0
     bundle = export_checkpoint(
         args.checkpoint,
         output,
@@ -367,6 +407,9 @@ def _export_bundle(args: argparse.Namespace, output: Path) -> int:
     )
     v = bundle["validation"]
     print(f"exported {bundle['name']}/{bundle['version']} to {output}")
+    if bundle["modality"] == "text":
+        _print_text_checkpoint_export(bundle)
+        return 0
     print(
         f"validation on {v['num_inputs']} real inputs at batch sizes {v['batch_sizes']}: "
         f"max_abs_diff={v['max_abs_diff']:.3g} min_cosine={v['min_cosine']:.9f} "
@@ -383,6 +426,49 @@ def _export_bundle(args: argparse.Namespace, output: Path) -> int:
         )
     _print_variants(v)
     return 0
+
+
+def _print_text_checkpoint_export(bundle: dict[str, Any]) -> None:
+    """Print the figures of a text run's checkpoint export (``export_text_checkpoint``)."""
+    v, p, prov = bundle["validation"], bundle["preprocessing"], bundle["provenance"]
+    print(
+        f"text checkpoint {prov['checkpoint']} (step {prov['step']}, method {prov['method']}): "
+        f"dim {bundle['embedding_dim']}, pooling {p['pooling']}, max_length {p['max_length']} "
+        "tokens"
+    )
+    print(
+        f"validation on {v['num_inputs']} real texts ({v['num_truncated']} truncated) at batch "
+        f"sizes {v['batch_sizes']}: max_abs_diff={v['max_abs_diff']:.3g} "
+        f"min_cosine={v['min_cosine']:.9f}; on the checkpoint's "
+        f"{v['example_inputs']['num_inputs']} example inputs: "
+        f"max_abs_diff={v['example_inputs']['max_abs_diff']:.3g} (tolerance {v['tolerance']:g})"
+    )
+    if "labels" in bundle:
+        pv = v["probabilities"]
+        print(
+            f"classifier: {len(bundle['labels'])} labels; probabilities vs PyTorch: "
+            f"max_abs_diff={pv['max_abs_diff']:.3g} max_sum_error={pv['max_sum_error']:.3g} "
+            f"top1_agreement={pv['top1_agreement']:.4f}"
+        )
+    _print_variants(v)
+
+
+def _print_audio_export(bundle: dict[str, Any], output: Path) -> None:
+    """Print what an audio export wrote and its validation figures."""
+    v, p = bundle["validation"], bundle["preprocessing"]
+    print(f"exported {bundle['name']}/{bundle['version']} to {output}")
+    print(
+        f"audio model: dim {bundle['embedding_dim']}, {p['sample_rate']} Hz, max "
+        f"{p['max_seconds']:g} s, pooling {p['pooling']} over real frames, waveform "
+        f"normalisation {'on' if p['normalize'] else 'off'}"
+    )
+    print(
+        f"validation on {v['num_inputs']} real recordings ({v['clip_seconds'][0]:g}-"
+        f"{v['clip_seconds'][1]:g} s, recorded at {v['source_rates']} Hz) at batch "
+        f"sizes {v['batch_sizes']}: max_abs_diff={v['max_abs_diff']:.3g} "
+        f"min_cosine={v['min_cosine']:.9f} max_norm_error={v['max_norm_error']:.3g} "
+        f"(tolerance {v['tolerance']:g})"
+    )
 
 
 def _print_variants(validation: dict[str, Any]) -> None:
@@ -607,6 +693,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--timeout-s", type=float, default=30.0, help="per-call deadline (default: %(default)s)"
         )
         p.add_argument(
+            "--max-message-mb",
+            type=float,
+            default=64.0,
+            help="largest message sent or received, in MiB; a larger response fails with "
+            "RESOURCE_EXHAUSTED (default: %(default)s, as the server's)",
+        )
+        p.add_argument(
             "--tls",
             action="store_true",
             help="speak TLS, checking the server certificate against the system CAs (implied "
@@ -677,9 +770,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "classify",
-        help="classify image files with a served classifier model",
-        description="Send PNG/JPEG files to a server's Classify RPC (a classifier bundle, "
-        "exported from an ssl-train finetune checkpoint) and print each file's top-k labels "
+        help="classify image files or texts with a served classifier model",
+        description="Send PNG/JPEG files (or texts, to a text classifier) to a server's Classify "
+        "RPC (a classifier bundle, exported from an ssl-train finetune checkpoint) and print "
+        "each file's (text's) top-k labels "
         "with their probabilities; --output saves the full probabilities, (N, K) float32 in "
         "input order with K = the model's labels, as a .npy file. A model without labels "
         "fails with FAILED_PRECONDITION.",
@@ -698,8 +792,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="save the probabilities as .npy (.npy is appended when missing)",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object per file")
-    p.add_argument("files", nargs="+", metavar="FILE", help="PNG or JPEG image files")
+    p.add_argument("--json", action="store_true", help="print one JSON object per file (text)")
+    p.add_argument(
+        "--text",
+        action="append",
+        metavar="TEXT",
+        help="a text to classify (repeatable; these come first, then --text-file's lines)",
+    )
+    p.add_argument(
+        "--text-file",
+        type=Path,
+        metavar="FILE",
+        help="a UTF-8 file of texts to classify, one per line ('-' reads stdin)",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="PNG or JPEG image files")
     p.set_defaults(func=_classify)
 
     p = sub.add_parser(
@@ -721,7 +827,10 @@ def build_parser() -> argparse.ArgumentParser:
         "example inputs, and write model.onnx, bundle.json and recipe.yaml atomically. With "
         "--hf-model DIR, export a local Hugging Face text encoder instead (pooling over real "
         "tokens and L2 normalisation in the graph, dynamic batch and sequence axes), validated "
-        "on real texts (WordNet glosses by default), with its tokenizer.json.",
+        "on real texts (WordNet glosses by default), with its tokenizer.json. A speech run's "
+        "checkpoint (data.dataset spoken_digits or audio_folder) becomes an audio bundle "
+        "(waveform normalisation, mean over real frames and L2 normalisation in the graph), "
+        "validated on real recordings (--validation-audio).",
     )
     p.add_argument(
         "checkpoint",
@@ -757,7 +866,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-seconds",
         type=float,
-        help="audio models (wav2vec 2.0 / HuBERT folders): longest clip the server accepts, "
+        help="audio models (wav2vec 2.0 / HuBERT folders, speech checkpoints of ssl-train): "
+        "longest clip the server accepts, "
         "in seconds (default: 30)",
     )
     p.add_argument(

@@ -407,6 +407,34 @@ class EmbeddingClient:
         """
         return self._run(_classify_plan(model, _image_inputs(images), top_k, version, batch_size))
 
+    def classify_texts(
+        self,
+        model: str,
+        texts: Sequence[str],
+        *,
+        top_k: int = 5,
+        version: str = "",
+        batch_size: int = 256,
+    ) -> Classifications:
+        """Classify texts with a text classifier model (tokenised by the server).
+
+        Args:
+            model: Model name (a text classifier bundle: an ssl-train text finetune, exported).
+            texts: N >= 1 texts; longer ones are truncated to the bundle's max_length.
+            top_k: Labels returned per text (>= 1; capped at the number of classes).
+            version: Model version; "" selects the highest.
+            batch_size: Texts per request (>= 1).
+
+        Returns:
+            The probabilities ``(N, K) float32`` and the top-k labels per text.
+
+        Raises:
+            ValueError: ``top_k``, ``batch_size`` or the number of texts is < 1.
+            RemoteError: A call failed: FAILED_PRECONDITION for a model without labels,
+                INVALID_ARGUMENT for an image model.
+        """
+        return self._run(_classify_plan(model, _text_inputs(texts), top_k, version, batch_size))
+
     def classify_tensors(
         self,
         model: str,
@@ -812,6 +840,19 @@ class AsyncEmbeddingClient:
     ) -> Classifications:
         """As :meth:`EmbeddingClient.classify_images`."""
         plan = _classify_plan(model, _image_inputs(images), top_k, version, batch_size)
+        return await self._run(plan)
+
+    async def classify_texts(
+        self,
+        model: str,
+        texts: Sequence[str],
+        *,
+        top_k: int = 5,
+        version: str = "",
+        batch_size: int = 256,
+    ) -> Classifications:
+        """As :meth:`EmbeddingClient.classify_texts`."""
+        plan = _classify_plan(model, _text_inputs(texts), top_k, version, batch_size)
         return await self._run(plan)
 
     async def classify_tensors(

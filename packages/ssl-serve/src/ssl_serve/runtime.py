@@ -384,13 +384,28 @@ class OnnxTextEmbedder:
         Returns:
             ``(B, D) float32`` embeddings.
         """
+        (out,) = self.run_padded(input_ids, attention_mask, token_type_ids, [self.output_name])
+        return out
+
+    def run_padded(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        token_type_ids: np.ndarray | None,
+        output_names: Sequence[str],
+    ) -> list[np.ndarray]:
+        """:meth:`embed_padded` for any graph outputs, e.g. a classifier's ``probabilities``.
+
+        Returns:
+            One ``(B, ...) float32`` array per name of ``output_names``.
+        """
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self.uses_token_type_ids:
             feeds["token_type_ids"] = (
                 np.zeros_like(input_ids) if token_type_ids is None else token_type_ids
             )
-        (out,) = self.session.run([self.output_name], feeds)
-        return np.asarray(out, dtype=np.float32)
+        outs = self.session.run(list(output_names), feeds)
+        return [np.asarray(o, dtype=np.float32) for o in outs]
 
     def embed(
         self,

@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ssl_train.errors import CheckpointError
+from ssl_train.fsdp import shard_model_state, shard_optimizer_state
 from ssl_train.rng_state import RngState
 
 LATEST = "latest"
@@ -82,10 +83,7 @@ class TrainerState:
         return out
 
 
-def _flatten_optimizer(
-    opt: torch.optim.Optimizer,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = opt.state_dict()
+def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
     for pid, st in sd["state"].items():
@@ -144,6 +142,8 @@ def save_checkpoint(
     recipe_yaml: str,
     example_inputs: dict[str, torch.Tensor],
     keep_last: int = 2,
+    model_state: dict[str, torch.Tensor] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write one checkpoint folder atomically, point ``latest`` at it, prune old ones.
 
@@ -160,6 +160,10 @@ def save_checkpoint(
         recipe_yaml: The resolved recipe.
         example_inputs: Real inputs for export validation (docs/contracts.md).
         keep_last: How many step folders to keep (>= 1; the new one is always kept).
+        model_state: Full weights to write instead of ``model.state_dict()`` (an FSDP run
+            gathers them on every rank first, :func:`ssl_train.fsdp.full_model_state`).
+        optimizer_state: Likewise for ``optimizer.state_dict()``
+            (:func:`ssl_train.fsdp.full_optimizer_state`).
 
     Returns:
         The new checkpoint folder.
@@ -175,9 +179,11 @@ def save_checkpoint(
     tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is meant to be shared
     aside: Path | None = None
     try:
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        own = model_state if model_state is not None else model.state_dict()
+        weights = {k: v.detach().cpu().contiguous() for k, v in own.items()}
         save_file(weights, str(tmp / MODEL_FILE))
-        opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+        opt_sd = optimizer_state if optimizer_state is not None else optimizer.state_dict()
+        opt_tensors, opt_meta = _flatten_optimizer(opt_sd)
         save_file(opt_tensors, str(tmp / OPTIMIZER_FILE))
         rng_tensors = state.rng.tensors() if state.rng is not None else {}
         save_file(rng_tensors, str(tmp / RNG_FILE))
@@ -309,6 +315,9 @@ def load_checkpoint(
     Only JSON, YAML and safetensors are read: nothing is unpickled. ``recipe_yaml`` (the
     current resolved recipe) lets a recipe mismatch name the changed keys. The RNG state is
     returned in ``state.rng``, not applied (the caller restores it right before training).
+    Checkpoints hold full tensors whatever wrote them; into an FSDP-sharded model and its
+    optimiser each rank loads its own shards (:mod:`ssl_train.fsdp`), so a checkpoint moves
+    freely between one process, DDP and FSDP on any world size.
 
     Args:
         path: Run folder, ``checkpoints/`` folder or step folder.
@@ -335,7 +344,7 @@ def load_checkpoint(
         )
     weights = _load_tensors(folder, MODEL_FILE)
     try:
-        missing, unexpected = model.load_state_dict(weights, strict=False)
+        missing, unexpected = model.load_state_dict(shard_model_state(model, weights), strict=False)
     except RuntimeError as err:  # shape mismatches
         raise CheckpointError(f"{folder}/{MODEL_FILE} does not fit the model: {err}") from None
     if missing or unexpected:
@@ -345,7 +354,8 @@ def load_checkpoint(
     if optimizer is not None:
         opt_tensors = _load_tensors(folder, OPTIMIZER_FILE)
         try:
-            optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, meta["optimizer"]))
+            full = _unflatten_optimizer(opt_tensors, meta["optimizer"])
+            optimizer.load_state_dict(shard_optimizer_state(optimizer, full))
         except (KeyError, ValueError, TypeError) as err:
             raise CheckpointError(
                 f"{folder}/{OPTIMIZER_FILE} does not fit the optimiser: {err}"

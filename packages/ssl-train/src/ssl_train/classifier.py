@@ -3,7 +3,7 @@
 Layout (docs/contracts.md, "Classifier checkpoint"): ``<run>/checkpoints/step-XXXXXXXX/`` with
 ``model.safetensors`` (``encoder.*`` and ``head.*``), ``classifier.json`` (labels, head, metrics,
 provenance), ``recipe.yaml`` (the encoder's pretraining recipe), ``finetune.yaml`` and
-``example_inputs.safetensors``, and ``<run>/checkpoints/latest`` naming the newest (best) one.
+``example_inputs.safetensors`` (plus ``tokenizer.json`` for a text encoder), and ``<run>/checkpoints/latest`` naming the newest (best) one.
 The encoder part has the same keys and recipe as a pretraining checkpoint, so everything that
 reads those (``ssl-serve export``) reads this folder too.
 """
@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -28,14 +28,14 @@ from torch import nn
 
 import ssl_models
 from ssl_train.checkpoint import resolve_checkpoint
-from ssl_train.errors import CheckpointError
+from ssl_train.errors import CheckpointError, SslTrainError
 
 CLASSIFIER_JSON = "classifier.json"
 FORMAT_VERSION = 1
 
 
 class EncoderClassifier(nn.Module):
-    """``head(encoder(x))``: class logits from images.
+    """``head(encoder(*inputs))``: class logits from images or token ids.
 
     Args:
         encoder: A backbone with an integer ``output_dim`` (``ssl_models.build_encoder``).
@@ -44,7 +44,8 @@ class EncoderClassifier(nn.Module):
             (MAE's linear probe, arXiv:2111.06377 appendix A.2).
 
     Shape:
-        ``(B, C_in, H, W) float32`` -> ``(B, num_classes) float32`` logits.
+        ``(B, C_in, H, W) float32`` (images) or ``input_ids, attention_mask (B, L) int64``
+        (text encoders) -> ``(B, num_classes) float32`` logits.
 
     Raises:
         ValueError: The encoder has no integer ``output_dim``, or ``num_classes`` < 2.
@@ -58,8 +59,8 @@ class EncoderClassifier(nn.Module):
         self.encoder = encoder
         self.head = ssl_models.LinearClassifier(dim, num_classes, batch_norm=batch_norm)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.head(self.encoder(x))
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.head(self.encoder(*inputs))
         return logits
 
 
@@ -84,6 +85,7 @@ def save_classifier_checkpoint(
     encoder_recipe_yaml: str,
     finetune_recipe_yaml: str,
     example_inputs: dict[str, torch.Tensor],
+    files: Mapping[str, Path] | None = None,
 ) -> Path:
     """Write one classifier checkpoint atomically, point ``latest`` at it, delete the older ones.
 
@@ -95,7 +97,10 @@ def save_classifier_checkpoint(
         info: More fields for ``classifier.json`` (mode, epoch, metrics, source).
         encoder_recipe_yaml: The encoder's resolved pretraining recipe.
         finetune_recipe_yaml: The resolved fine-tuning recipe.
-        example_inputs: ``pixel_values`` and ``images`` as in a pretraining checkpoint.
+        example_inputs: ``pixel_values`` and ``images`` (``input_ids`` and ``attention_mask``
+            for text) as in a pretraining checkpoint.
+        files: Files copied into the folder under the given names (a text run's
+            ``tokenizer.json``, so the folder is complete on its own).
 
     Returns:
         The new checkpoint folder.
@@ -131,6 +136,8 @@ def save_classifier_checkpoint(
         (tmp / "finetune.yaml").write_text(finetune_recipe_yaml)
         save_file({k: v.contiguous() for k, v in example_inputs.items()},
                   str(tmp / "example_inputs.safetensors"))  # fmt: skip
+        for file_name, file_path in (files or {}).items():
+            shutil.copyfile(file_path, tmp / file_name)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -173,7 +180,7 @@ def load_classifier(path: str | Path) -> tuple[EncoderClassifier, dict[str, Any]
             f"{folder / CLASSIFIER_JSON}: format_version {meta.get('format_version')!r}, "
             f"this ssl-train reads {FORMAT_VERSION}"
         )
-    encoder = ssl_models.build_encoder(recipe["encoder"])
+    encoder = _encoder(folder, recipe)
     model = EncoderClassifier(encoder, int(meta["num_classes"]), bool(meta["head"]["batch_norm"]))
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
@@ -181,3 +188,20 @@ def load_classifier(path: str | Path) -> tuple[EncoderClassifier, dict[str, Any]
             f"{folder}/model.safetensors does not fit: missing {missing}, unexpected {unexpected}"
         )
     return model.eval(), meta
+
+
+def _encoder(folder: Path, recipe: dict[str, Any]) -> nn.Module:
+    """The encoder a checkpoint's recipe builds; a text one with its tokenizer's vocabulary and
+    its method's pooling, as pretraining built it."""
+    from ssl_train.recipe import TEXT_DATASETS, recipe_from_dict
+
+    if (recipe.get("data") or {}).get("dataset") not in TEXT_DATASETS:
+        return ssl_models.build_encoder(recipe["encoder"])
+    from ssl_train.text_data import run_tokenizer
+    from ssl_train.trainer import build_model
+
+    try:
+        tokenizer = run_tokenizer(folder)
+    except SslTrainError as err:
+        raise CheckpointError(str(err)) from None
+    return build_model(recipe_from_dict(recipe), tokenizer.get_vocab_size()).encoder

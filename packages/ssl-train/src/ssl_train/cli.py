@@ -76,9 +76,7 @@ def _pretrain(args: argparse.Namespace) -> int:
                     "final_loss": round(result.final_loss, 4)
                     if math.isfinite(result.final_loss)
                     else None,
-                    f"{'texts' if recipe.data.is_text else 'images'}_per_s": round(
-                        result.images_per_s, 1
-                    ),
+                    f"{_unit(recipe)}_per_s": round(result.images_per_s, 1),
                     **(
                         {"tokens_per_s": round(result.tokens_per_s, 1)}
                         if result.tokens_per_s is not None
@@ -94,6 +92,11 @@ def _pretrain(args: argparse.Namespace) -> int:
             )
         )
     return 0
+
+
+def _unit(recipe: Recipe) -> str:
+    """What one sample of the recipe's dataset is: images, texts or clips."""
+    return "texts" if recipe.data.is_text else "clips" if recipe.data.is_speech else "images"
 
 
 def _load_embeddings(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -130,6 +133,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         recipe = load_recipe(folder / "recipe.yaml")
         if recipe.data.is_text:
             train_x, train_y, test_x, test_y = _embed_text_run(args, folder, recipe)
+        elif recipe.data.is_speech:
+            train_x, train_y, test_x, test_y = _embed_speech_run(args, folder, recipe)
         else:
             model = build_model(recipe)
             load_checkpoint(folder, model, None, recipe.sha256())
@@ -208,6 +213,41 @@ def _embed_text_run(
     length = recipe.data.max_length
     train_x = embed_texts(model, tokenizer, corpus.bank, length)
     test_x = embed_texts(model, tokenizer, corpus.queries, length)
+    return train_x, corpus.bank_labels, test_x, corpus.query_labels
+
+
+def _embed_speech_run(
+    args: argparse.Namespace, folder: Path, recipe: Recipe
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Embeddings of a speech run's whole memory bank and queries: spoken digits split by
+    voice as the recipe says, or an audio folder's labelled ``data.eval_path`` (or
+    ``--eval-path``) split per class."""
+    import torch
+
+    from ssl_train.checkpoint import load_checkpoint
+    from ssl_train.speech_data import embed_clips, load_speech_corpus
+    from ssl_train.trainer import build_model
+
+    if args.eval_test_path or (args.eval_path and recipe.data.dataset != "audio_folder"):
+        raise SslTrainError(
+            "a spoken_digits run is evaluated on its recipe's split by voice "
+            "(data.heldout_voices); --eval-path DIR (one sub-folder of clips per class) goes "
+            "with an audio_folder run; --eval-test-path is for image folders"
+        )
+    corpus = load_speech_corpus(recipe, args.eval_path, pretraining=False)
+    if not corpus.labelled:
+        raise SslTrainError(
+            "nothing to evaluate: the audio_folder run has no data.eval_path; pass --eval-path "
+            "DIR (a folder with one sub-folder of clips per class, split "
+            f"{1 - recipe.data.eval_test_fraction:g}/{recipe.data.eval_test_fraction:g} into "
+            "memory bank and queries)"
+        )
+    model = build_model(recipe)
+    load_checkpoint(folder, model, None, recipe.sha256())
+    if not args.threads:
+        torch.set_num_threads(recipe.threads or torch.get_num_threads())
+    train_x = embed_clips(model, corpus.bank)
+    test_x = embed_clips(model, corpus.queries)
     return train_x, corpus.bank_labels, test_x, corpus.query_labels
 
 
@@ -343,7 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
         "0), or --eval-path as bank and --eval-test-path as queries. A text run (wordnet, "
         "fortunes): its recipe's split, the memory-bank texts (also the pretraining texts) as "
         "bank and the held-out texts as queries, embedded with the method's pooling over real "
-        "tokens; an unlabelled text_file run has nothing to evaluate.",
+        "tokens; an unlabelled text_file run has nothing to evaluate. A speech run: spoken_digits "
+        "split by voice (data.heldout_voices voices are the queries, the others the memory "
+        "bank), an audio_folder run its data.eval_path (or --eval-path) split per class; clips "
+        "embedded whole with the method's pooling over real frames.",
     )
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument(
@@ -397,7 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune",
         help="train a classifier head on a pretrained encoder (linear probe or full fine-tune)",
         description="Train a linear classifier on a pretrained encoder with the labels of the "
-        "encoder recipe's dataset: --mode linear freezes the encoder, --mode full trains it too "
+        "encoder recipe's dataset (Fashion-MNIST classes, an image_folder run's class "
+        "sub-folders, WordNet supersenses, fortune categories) or of --set data.path=FILE (a "
+        "text run: one 'label<TAB>text' per line; an image_folder run: a folder of class "
+        "sub-folders): --mode linear freezes the encoder, --mode full trains it too "
         "(optionally with layer_decay for ViTs). A seeded part of the train split is held out; "
         "training stops when its top-1 has not improved for early_stopping.patience epochs, and "
         "the best epoch is saved (safetensors + classifier.json with the label names, beside "

@@ -96,19 +96,21 @@ def fit_to_size(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def check_data_source(recipe: Recipe) -> None:
-    """Check that an ``image_folder`` recipe's folders exist (cheap; Fashion-MNIST: nothing).
+    """Check that an ``image_folder`` or ``audio_folder`` recipe's folders exist (cheap;
+    Fashion-MNIST and the bundled corpora: nothing).
 
     Raises:
         RecipeError: ``data.path`` is unset or not a folder, or ``data.eval_path`` is set and
             not a folder; the message names the key and the path.
     """
     d = recipe.data
-    if d.dataset != "image_folder":
+    if d.dataset not in ("image_folder", "audio_folder"):
         return
     if d.path is None:
+        what = "images" if d.dataset == "image_folder" else "clips (WAV/FLAC)"
         raise RecipeError(
-            "data.path is not set: data.dataset image_folder needs the folder of your images "
-            "(e.g. --set data.path=my_images)"
+            f"data.path is not set: data.dataset {d.dataset} needs the folder of your {what} "
+            f"(e.g. --set data.path=my_{'images' if d.dataset == 'image_folder' else 'clips'})"
         )
     for key, folder in (("data.path", d.path), ("data.eval_path", d.eval_path)):
         if folder is not None and not Path(folder).is_dir():
@@ -225,7 +227,9 @@ def load_images(recipe: Recipe, split: str | None = None) -> tuple[torch.Tensor,
 def describe_source(recipe: Recipe) -> str:
     """The recipe keys that locate its pretraining images, for messages."""
     d = recipe.data
-    return f"data.path={d.path!r}" if d.dataset == "image_folder" else f"data.root={d.root!r}"
+    if d.dataset in ("image_folder", "audio_folder"):
+        return f"data.path={d.path!r}"
+    return f"data.root={d.root!r}"
 
 
 VIEWS: dict[str, type] = {
@@ -311,11 +315,12 @@ def example_inputs(recipe: Recipe, images: torch.Tensor) -> dict[str, torch.Tens
 
 
 def has_labelled_eval(recipe: Recipe) -> bool:
-    """Whether the recipe names labelled data for online kNN (Fashion-MNIST, WordNet and
-    fortunes always do; an image folder with ``data.eval_path``; a text file never)."""
+    """Whether the recipe names labelled data for online kNN (Fashion-MNIST, WordNet, fortunes
+    and spoken digits always do; an image or audio folder with ``data.eval_path``; a text file
+    never)."""
     d = recipe.data
-    return d.dataset in ("fashion_mnist", "wordnet", "fortunes") or (
-        d.dataset == "image_folder" and d.eval_path is not None
+    return d.dataset in ("fashion_mnist", "wordnet", "fortunes", "spoken_digits") or (
+        d.dataset in ("image_folder", "audio_folder") and d.eval_path is not None
     )
 
 

@@ -6,7 +6,9 @@ encoder and head together, optionally with layer-wise learning-rate decay for Vi
 part of the labelled train split is held out for validation; training stops early when the
 validation top-1 has not improved for ``early_stopping.patience`` epochs, and the best epoch's
 weights are kept as the run's checkpoint (:mod:`ssl_train.classifier`). Images are not
-augmented.
+augmented. Image runs (Fashion-MNIST, image folders) and text runs (WordNet supersenses,
+fortune categories, or a ``label<TAB>text`` file) are fine-tuned alike; where the labels come
+from is :mod:`ssl_train.finetune_data`'s.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,12 +27,12 @@ from tqdm import tqdm
 
 from ssl_train.checkpoint import load_checkpoint, resolve_checkpoint
 from ssl_train.classifier import EncoderClassifier, save_classifier_checkpoint
-from ssl_train.data import epoch_order, example_inputs, load_images, preprocess
+from ssl_train.data import epoch_order
 from ssl_train.early_stopping import EarlyStopping
 from ssl_train.errors import SslTrainError
 from ssl_train.evaluation.metrics import topk_accuracy
+from ssl_train.finetune_data import LabelledSplits, load_labelled_splits
 from ssl_train.finetune_recipe import (
-    LABELS,
     FinetuneRecipe,
     finetune_recipe,
     load_finetune_recipe,
@@ -68,7 +71,13 @@ def _pretrained(checkpoint: str | Path) -> tuple[Path, Recipe, torch.nn.Module]:
 
     folder = resolve_checkpoint(checkpoint)
     recipe = load_recipe(folder / "recipe.yaml")
-    method = build_model(recipe)
+    vocab = None
+    if recipe.data.is_text:
+        from ssl_train.text_data import run_tokenizer
+
+        vocab = run_tokenizer(folder).get_vocab_size()
+    # A text method writes its pooling onto the encoder, so the encoder pools as pretrained.
+    method = build_model(recipe, vocab)
     load_checkpoint(folder, method, None, recipe.sha256())
     return folder, recipe, method.encoder
 
@@ -119,9 +128,11 @@ class Finetuner:
             update={"root": r.data.root or enc_recipe.data.root, "limit": r.data.limit}
         )
         data_recipe = enc_recipe.model_copy(update={"data": data})
-        images, labels = load_images(data_recipe, "train")
-        test_images, test_labels = load_images(data_recipe, "test")
-        names = LABELS[data.dataset]
+        splits = load_labelled_splits(
+            data_recipe, path=r.data.path, test_fraction=r.data.test_fraction,
+            limit=r.data.limit, checkpoint=source,
+        )  # fmt: skip
+        labels, test_labels, names = splits.train_labels, splits.test_labels, splits.names
         n = len(labels)
         perm = np.random.default_rng(r.seed).permutation(n)
         n_val = max(1, round(n * r.data.val_fraction))
@@ -129,7 +140,7 @@ class Finetuner:
         batch = r.budget.batch_size
         if len(train_idx) < batch:
             raise SslTrainError(
-                f"{len(train_idx)} training images after holding out {n_val} for validation, "
+                f"{len(train_idx)} training {splits.unit} after holding out {n_val} for validation, "
                 f"fewer than budget.batch_size={batch}"
             )
         self._prepare_output()
@@ -141,8 +152,8 @@ class Finetuner:
         linear = r.mode == "linear"
         if linear:
             model.encoder.requires_grad_(False)
-            feats = self._features(model, data_recipe, images, device)
-            test_feats = self._features(model, data_recipe, test_images, device)
+            feats = self._features(model, splits, "train", len(labels), device)
+            test_feats = self._features(model, splits, "test", len(test_labels), device)
             trained: torch.nn.Module = model.head
 
             def logits_of(idx: np.ndarray) -> torch.Tensor:
@@ -152,7 +163,7 @@ class Finetuner:
             trained = model
 
             def logits_of(idx: np.ndarray) -> torch.Tensor:
-                return model(preprocess(data_recipe, images[idx]).to(device))
+                return model(*(x.to(device) for x in splits.inputs("train", idx)))
 
         try:
             optimizer = build_optimizer(trained, r.optimizer, r.layer_decay)
@@ -162,9 +173,10 @@ class Finetuner:
         per_epoch = len(train_idx) // batch
         total = per_epoch * r.budget.epochs
         stopper = EarlyStopping("val_top1", r.early_stopping.patience, r.early_stopping.min_delta)
-        info = {"mode": r.mode, "source": {"checkpoint": str(source),
-                "recipe_sha256": enc_recipe.sha256()}}  # fmt: skip
-        examples = example_inputs(data_recipe, images)
+        info: dict[str, Any] = {"mode": r.mode, "source": {"checkpoint": str(source),
+                                "recipe_sha256": enc_recipe.sha256()},
+                                "labels_from": splits.source}  # fmt: skip
+        examples = splits.examples
         enc_yaml = (source / "recipe.yaml").read_text()
         bar = tqdm(total=total, desc=f"finetune {r.mode}", unit="step",
                    disable=not r.progress_bar, dynamic_ncols=True)  # fmt: skip
@@ -197,7 +209,7 @@ class Finetuner:
                     losses.append(loss.item())
                     bar.update(1)
                     ips = batch * step / max(1e-9, time.perf_counter() - start)
-                    bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.0f}",
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}", per_s=f"{ips:.0f}",
                                     best_val_top1=f"{best.get('val_top1', 0):.4f}")  # fmt: skip
                 val_top1, val_top5 = self._accuracy(model, logits_of, val_idx, labels)
                 row = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
@@ -214,7 +226,7 @@ class Finetuner:
                         info={**info, "epoch": epoch, "metrics": {k: row[k] for k in
                               ("train_loss", "val_top1", "val_top5")}},
                         encoder_recipe_yaml=enc_yaml, finetune_recipe_yaml=r.to_yaml(),
-                        example_inputs=examples,
+                        example_inputs=examples, files=splits.files,
                     )  # fmt: skip
                 if stop:
                     stopped = (
@@ -236,7 +248,7 @@ class Finetuner:
         else:
 
             def logits_of(idx: np.ndarray) -> torch.Tensor:
-                return model(preprocess(data_recipe, test_images[idx]).to(device))
+                return model(*(x.to(device) for x in splits.inputs("test", idx)))
 
         test_top1, test_top5 = self._accuracy(
             model, logits_of, np.arange(len(test_labels)), test_labels
@@ -244,22 +256,31 @@ class Finetuner:
         result = FinetuneResult(best_epoch, epoch + 1, best["val_top1"], best["val_top5"],
                                 test_top1, test_top5, ckpt, stopped,
                                 time.perf_counter() - start)  # fmt: skip
+        u = splits.unit
         summary = {**asdict(result), "checkpoint": str(ckpt), "mode": r.mode,
-                   "train_images": len(train_idx), "val_images": n_val,
-                   "test_images": len(test_labels), "source": str(source)}  # fmt: skip
+                   f"train_{u}": len(train_idx), f"val_{u}": n_val,
+                   f"test_{u}": len(test_labels), "source": str(source),
+                   "labels_from": splits.source, "classes": len(names)}  # fmt: skip
         (self.output / "finetune_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return result
 
     @staticmethod
     @torch.no_grad()
     def _features(
-        model: EncoderClassifier, recipe: Recipe, images: torch.Tensor, device: torch.device
+        model: EncoderClassifier,
+        splits: LabelledSplits,
+        split: str,
+        n: int,
+        device: torch.device,
     ) -> torch.Tensor:
         model.encoder.eval()
+        chunk = 1024 if splits.unit == "images" else 256
         return torch.cat(
             [
-                model.encoder(preprocess(recipe, images[i : i + 1024]).to(device))
-                for i in range(0, len(images), 1024)
+                model.encoder(
+                    *(x.to(device) for x in splits.inputs(split, np.arange(i, min(n, i + chunk))))
+                )
+                for i in range(0, n, chunk)
             ]
         )
 

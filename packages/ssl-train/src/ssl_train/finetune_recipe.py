@@ -29,13 +29,25 @@ LABELS: dict[str, tuple[str, ...]] = {"fashion_mnist": FASHION_MNIST_CLASSES}
 
 
 class FinetuneData(_Section):
-    """The labelled data: the pretraining recipe's dataset and preprocessing."""
+    """The labelled data: the pretraining recipe's dataset and preprocessing
+    (:mod:`ssl_train.finetune_data` says where each dataset's labels come from)."""
 
     root: str | None = Field(None, description="Dataset folder; default: the encoder recipe's")
-    limit: int | None = Field(None, ge=1, description="First N images of each split; null: all")
+    path: str | None = Field(
+        None,
+        description="image_folder runs: a folder with one sub-folder of images per class "
+        "(default: the recipe's data.eval_path, else data.path); text runs: a labelled text "
+        "file, one 'label<TAB>text' per line (default: the corpus's labels, wordnet/fortunes)",
+    )
+    limit: int | None = Field(None, ge=1, description="First N examples of each split; null: all")
     val_fraction: float = Field(
         0.1, gt=0, lt=1, description="Part of the train split held out for validation"
     )
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1,
+        description="Class folders and labelled text files: part of each class held out as "
+        "the test split (fixed seed)",
+    )  # fmt: skip
 
 
 #: ``optimizer.lr`` when the recipe leaves it out: a linear head on normalised features takes a
@@ -53,7 +65,7 @@ class FinetuneOptimizer(OptimizerConfig):
 class FinetuneBudget(_Section):
     """How long to train: epochs over the training part, with an optional wall-clock cap."""
 
-    batch_size: int = Field(256, ge=2, description="Images per step")
+    batch_size: int = Field(256, ge=2, description="Examples (images or texts) per step")
     epochs: int = Field(30, ge=1, description="Most epochs (early stopping may end sooner)")
     max_minutes: float | None = Field(None, gt=0, description="Wall-clock cap")
 

@@ -55,7 +55,8 @@ class OnlineEvaluator:
     The data are loaded once (:func:`ssl_train.data.labelled_splits`: Fashion-MNIST's train and
     test splits, or an ``image_folder`` recipe's ``data.eval_path`` split into bank and queries;
     text: :func:`labelled_text_splits`, embedded with the method's ``embed``, pooled over real
-    tokens). Evaluation runs in eval
+    tokens; speech: :func:`labelled_speech_splits`, the method's ``embed`` pooled over real
+    frames). Evaluation runs in eval
     mode without gradients and leaves every random generator as it found it, so a run with
     evaluation trains exactly like one without.
 
@@ -75,7 +76,11 @@ class OnlineEvaluator:
         self.tokenizer = tokenizer
         self.bank: Any
         self.heldout: Any
-        if recipe.data.is_text:
+        if recipe.data.is_speech:
+            self.bank, self.bank_labels, self.heldout, self.heldout_labels = labelled_speech_splits(
+                recipe
+            )
+        elif recipe.data.is_text:
             if tokenizer is None:
                 raise ValueError("a text recipe's online evaluation needs the run's tokenizer")
             self.bank, self.bank_labels, self.heldout, self.heldout_labels = labelled_text_splits(
@@ -84,11 +89,19 @@ class OnlineEvaluator:
         else:
             self.bank, self.bank_labels, self.heldout, self.heldout_labels = labelled_splits(recipe)
 
-    def embed(self, model: SSLMethod, items: torch.Tensor | Sequence[str]) -> np.ndarray:
-        """``(N, D) float32`` embeddings of uint8 images or of texts, with the current weights."""
+    def embed(
+        self, model: SSLMethod, items: torch.Tensor | Sequence[str] | Sequence[np.ndarray]
+    ) -> np.ndarray:
+        """``(N, D) float32`` embeddings of uint8 images, texts or clips, with the current
+        weights."""
+        if self.recipe.data.is_speech:
+            from ssl_train.speech_data import embed_clips
+
+            return embed_clips(model, list(items), device=self.device)  # type: ignore[arg-type]
         if self.tokenizer is not None:
             assert isinstance(model, TextSSLMethod)
-            return embed_texts(model, self.tokenizer, list(items), self.recipe.data.max_length,
+            texts = [str(t) for t in items]
+            return embed_texts(model, self.tokenizer, texts, self.recipe.data.max_length,
                                device=self.device)  # fmt: skip
         assert isinstance(items, torch.Tensor)
         return embed_images(model, self.recipe, items, device=self.device)
@@ -118,6 +131,26 @@ def labelled_text_splits(recipe: Recipe) -> tuple[list[str], np.ndarray, list[st
     from ssl_train.text_data import load_text_corpus
 
     corpus = load_text_corpus(recipe)
+    n, m = recipe.evaluation.bank_size, recipe.evaluation.heldout_size
+    return (corpus.bank[:n], corpus.bank_labels[:n], corpus.queries[:m],
+            corpus.query_labels[:m])  # fmt: skip
+
+
+def labelled_speech_splits(
+    recipe: Recipe,
+) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray], np.ndarray]:
+    """The labelled clips of online evaluation: the first ``evaluation.bank_size`` memory-bank
+    clips and the first ``evaluation.heldout_size`` queries of
+    :func:`ssl_train.speech_data.load_speech_corpus` (spoken digits: the memory-bank voices'
+    clips and the held-out voices' clips).
+
+    Returns:
+        ``(bank clips (N,), bank_labels (N,) int64, queries (M,), query_labels (M,) int64)``;
+        clips ``(T_i,) float32``.
+    """
+    from ssl_train.speech_data import load_speech_corpus
+
+    corpus = load_speech_corpus(recipe, pretraining=False)
     n, m = recipe.evaluation.bank_size, recipe.evaluation.heldout_size
     return (corpus.bank[:n], corpus.bank_labels[:n], corpus.queries[:m],
             corpus.query_labels[:m])  # fmt: skip

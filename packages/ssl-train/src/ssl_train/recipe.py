@@ -43,6 +43,11 @@ IMAGE_KEYS = ("image_size", "channels", "mean", "std")
 #: category as label) are labelled, so online kNN and ``ssl-train evaluate`` run on them;
 #: ``text_file`` (one text per line, or JSONL) is not.
 TEXT_DATASETS = ("wordnet", "fortunes", "text_file")
+#: Speech datasets (``ssl_train.speech_data``): ``spoken_digits`` (espeak-ng digits, labelled,
+#: split by voice for kNN) and ``audio_folder`` (your clips; a labelled ``eval_path`` for kNN).
+SPEECH_DATASETS = ("spoken_digits", "audio_folder")
+#: Keys every speech dataset reads.
+SPEECH_KEYS = ("sample_rate", "crop_seconds")
 #: The keys of ``data`` each dataset reads, besides ``dataset`` and ``limit``; the resolved
 #: recipe leaves the others out.
 DATASET_KEYS: dict[str, tuple[str, ...]] = {
@@ -51,6 +56,27 @@ DATASET_KEYS: dict[str, tuple[str, ...]] = {
     "wordnet": ("root", "eval_test_fraction", "max_length"),
     "fortunes": ("root", "eval_test_fraction", "max_length"),
     "text_file": ("path", "jsonl_field", "on_corrupt", "max_length"),
+    "spoken_digits": ("root", "voices", "heldout_voices", *SPEECH_KEYS),
+    "audio_folder": ("path", "eval_path", "eval_test_fraction", "on_corrupt", *SPEECH_KEYS),
+}
+#: Methods for image datasets, named in the message when a speech method meets image data.
+IMAGE_METHOD_EXAMPLES = ("simclr", "byol", "moco_v2", "moco_v3", "dino", "barlow_twins",
+                         "vicreg", "simsiam", "mae", "rotation", "jigsaw")  # fmt: skip
+#: Speech methods and their encoder (``ssl_train.speech_data`` builds their batches).
+SPEECH_METHOD_NAMES = ("wav2vec2", "hubert")
+SPEECH_ENCODER = "wav2vec2"
+#: The size of a ``wav2vec2`` encoder of a speech recipe, where the recipe leaves it out: a
+#: small wav2vec 2.0 (4 blocks, D=128, 4 convolutions with the base model's 320-sample hop and
+#: a 345-sample receptive field; about 1M parameters) that takes about a second per batch of
+#: 16 one-second clips on 2 CPU cores. The registry's own defaults are the 95M base model.
+SPEECH_ENCODER_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 128, "num_layers": 4, "num_heads": 4, "intermediate_size": 512,
+    "num_conv_pos_embeddings": 32, "num_conv_pos_embedding_groups": 16, "dropout": 0.1,
+}  # fmt: skip
+SPEECH_CONV_DEFAULTS: dict[str, list[int]] = {
+    "conv_dim": [32, 64, 128, 128],
+    "conv_kernel": [10, 8, 4, 4],
+    "conv_stride": [5, 4, 4, 4],
 }
 
 
@@ -69,14 +95,21 @@ class DataConfig(_Section):
     package, else ssl-data's bundled sample) and are split per class (seed 0) into a
     pretraining/memory-bank part and ``eval_test_fraction`` of held-out kNN queries;
     ``text_file`` reads ``path`` (one text per line, or JSONL with ``jsonl_field``), unlabelled.
+
+    Speech (``ssl_train.speech_data``): ``spoken_digits`` (ssl-data's espeak-ng digits in
+    ``voices``, rendered into ``root``; ``heldout_voices`` voices are the kNN queries, the others
+    the memory bank and the pretraining clips) and ``audio_folder`` (``path``; an optional
+    labelled ``eval_path`` split per class as for images) decode every clip once at
+    ``sample_rate``; batches are random crops of ``crop_seconds``.
     Texts are cut to ``max_length`` tokens (special tokens included). Whether the folders exist is checked when the data are loaded
     (:func:`ssl_train.data.check_data_source`), not here, so a run's saved recipe still loads
     (for ``ssl-train evaluate --eval-path``, ``ssl-serve export``) on a machine without them.
     """
 
-    dataset: Literal["fashion_mnist", "image_folder", "wordnet", "fortunes", "text_file"] = (
-        "fashion_mnist"
-    )
+    dataset: Literal[
+        "fashion_mnist", "image_folder", "wordnet", "fortunes", "text_file", "spoken_digits",
+        "audio_folder",
+    ] = "fashion_mnist"  # fmt: skip
     root: str | None = Field(
         None,
         description="fashion_mnist: folder with the IDX files; wordnet: a WordNet dict folder "
@@ -136,6 +169,26 @@ class DataConfig(_Section):
     jsonl_field: str | None = Field(
         None, description="text_file: read the file as JSONL and take this string field"
     )
+    sample_rate: int = Field(
+        16000, ge=1000, description="Speech datasets: clips are resampled to this rate, Hz"
+    )
+    crop_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Speech datasets: length of the random crop of each clip in a batch, "
+        "seconds (shorter clips are zero-padded, their real length kept)",
+    )
+    voices: list[str] | None = Field(
+        None,
+        description="spoken_digits: espeak-ng voices to render the digits in; default "
+        "ssl-data's 10 voices",
+    )
+    heldout_voices: int = Field(
+        3,
+        ge=1,
+        description="spoken_digits: voices (chosen by seed 0) whose clips are the kNN queries; "
+        "the other voices' clips are the memory bank and the pretraining clips",
+    )
 
     @field_validator("path", "eval_path")
     @classmethod
@@ -163,6 +216,11 @@ class DataConfig(_Section):
     def is_text(self) -> bool:
         """Whether the dataset is a text corpus (:data:`TEXT_DATASETS`)."""
         return self.dataset in TEXT_DATASETS
+
+    @property
+    def is_speech(self) -> bool:
+        """Whether the dataset is speech (:data:`SPEECH_DATASETS`)."""
+        return self.dataset in SPEECH_DATASETS
 
     @model_validator(mode="after")
     def _keys_of_the_dataset(self) -> DataConfig:
@@ -283,10 +341,27 @@ class TrainerConfig(_Section):
 
 
 class DistributedConfig(_Section):
-    """Multi-process training under torchrun (ignored in one process)."""
+    """Multi-process training under torchrun (ignored in one process).
+
+    ``strategy``: ``ddp`` keeps a full copy of the model on every rank; ``fsdp`` shards
+    parameters, gradients and optimiser state over the ranks (FSDP2, ``ssl_train.fsdp``). In
+    one process both train the plain model. It is how a run is executed, like the world size,
+    so it is left out of the recipe hash (a run resumes under either strategy) and out of the
+    resolved recipe when it is ``ddp`` (recipes resolve as before it existed).
+    """
 
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     sync_batchnorm: bool = Field(True, description="Batch-norm statistics over the global batch")
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="ddp: full replicas; fsdp: sharded parameters (FSDP2, large encoders)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_default_strategy(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        if self.strategy == "ddp":
+            out.pop("strategy", None)
+        return out
 
 
 class CheckpointConfig(_Section):
@@ -409,6 +484,18 @@ class Recipe(_Section):
         name = method.get("name") if isinstance(method, dict) else None
         return {**tree, "views": {"name": TEXT_VIEW_DEFAULTS.get(str(name), "tokens")}}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _speech_views_by_method(cls, tree: Any) -> Any:
+        if not isinstance(tree, dict) or "views" in tree:
+            return tree
+        data, method = tree.get("data"), tree.get("method")
+        if not (isinstance(data, dict) and data.get("dataset") in SPEECH_DATASETS):
+            return tree
+        name = method.get("name") if isinstance(method, dict) else None
+        mask_prob = 0.8 if name == "hubert" else 0.65  # the papers' span-mask share
+        return {**tree, "views": {"name": "span_mask", "mask_prob": mask_prob}}
+
     @model_validator(mode="after")
     def _early_stopping_needs_labels(self) -> Recipe:
         d, es = self.data, self.evaluation.early_stopping
@@ -417,6 +504,12 @@ class Recipe(_Section):
                 "evaluation.early_stopping.patience is set but data.eval_path is not: early "
                 "stopping decides at online evaluations, which an image_folder run makes only "
                 "with a labelled data.eval_path (one sub-folder per class)"
+            )
+        if d.dataset == "audio_folder" and d.eval_path is None and es.patience is not None:
+            raise ValueError(
+                "evaluation.early_stopping.patience is set but data.eval_path is not: early "
+                "stopping decides at online kNN evaluations, which an audio_folder run makes "
+                "only with a labelled data.eval_path (one sub-folder of clips per class)"
             )
         if d.dataset == "text_file" and es.patience is not None:
             raise ValueError(
@@ -435,9 +528,24 @@ class Recipe(_Section):
                 "pretraining texts at run start) or tokenizer.path (a tokenizer.json)"
             )
         if not self.data.is_text and self.tokenizer is not None:
+            kind = "speech" if self.data.is_speech else "images"
             raise ValueError(
-                f"tokenizer: data.dataset {self.data.dataset} is images; tokenizer is for "
+                f"tokenizer: data.dataset {self.data.dataset} is {kind}; tokenizer is for "
                 f"text datasets ({', '.join(TEXT_DATASETS)})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _fsdp_options(self) -> Recipe:
+        if self.distributed.strategy == "fsdp" and self.trainer.precision == "fp16":
+            raise ValueError(
+                "distributed.strategy=fsdp does not support trainer.precision=fp16 (its "
+                "gradient scaler is not FSDP-aware here); use precision bf16 or fp32"
+            )
+        if self.distributed.strategy == "fsdp" and self.trainer.compile:
+            raise ValueError(
+                "distributed.strategy=fsdp does not support trainer.compile=true yet; set "
+                "trainer.compile=false or distributed.strategy=ddp"
             )
         return self
 
@@ -458,8 +566,12 @@ class Recipe(_Section):
         Free-form sections (``encoder``, ``method``, ``views``) keep their keys in the order
         given, which differs between ``--set method={...}`` and the same recipe read back from
         its saved YAML; sorting keys makes both hash alike, so such a run resumes.
+        ``distributed.strategy`` is left out: like the world size, it changes how the run is
+        executed, not what it computes, so a checkpoint resumes under DDP or FSDP alike.
         """
-        canonical = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=True)
+        tree = self.model_dump(mode="json")
+        tree["distributed"].pop("strategy", None)
+        canonical = yaml.safe_dump(tree, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -538,9 +650,26 @@ def recipe_from_dict(
         recipe = Recipe.model_validate(data)
     except ValidationError as err:
         raise RecipeError(_format_error(err, source)) from None
-    recipe = _default_in_channels(recipe)
+    if recipe.data.is_speech:
+        recipe = _default_speech_encoder(recipe)
+    else:
+        recipe = _default_in_channels(recipe)
     _check_builds(recipe, source)
     return recipe
+
+
+def _default_speech_encoder(recipe: Recipe) -> Recipe:
+    """Fill a speech recipe's ``wav2vec2`` encoder with :data:`SPEECH_ENCODER_DEFAULTS` (and
+    :data:`SPEECH_CONV_DEFAULTS` when no convolution key is given), so the resolved recipe
+    names the small encoder it trains."""
+    if recipe.encoder.get("name") != SPEECH_ENCODER:
+        return recipe
+    encoder = {**recipe.encoder}
+    for key, value in SPEECH_ENCODER_DEFAULTS.items():
+        encoder.setdefault(key, value)
+    if not any(k in encoder for k in SPEECH_CONV_DEFAULTS):
+        encoder.update({k: list(v) for k, v in SPEECH_CONV_DEFAULTS.items()})
+    return recipe.model_copy(update={"encoder": encoder})
 
 
 def _encoder_in_channels(encoder: Mapping[str, Any]) -> int | None:
@@ -613,6 +742,18 @@ def _check_builds(recipe: Recipe, source: str) -> None:
     if recipe.data.is_text:
         _check_text_builds(recipe, source, fail)
         return
+    if recipe.data.is_speech:
+        _check_speech_builds(recipe, source, fail)
+        return
+    method, encoder_name = recipe.method.get("name"), recipe.encoder.get("name")
+    if method in SPEECH_METHOD_NAMES or encoder_name == SPEECH_ENCODER:
+        what = f"method {method!r}" if method in SPEECH_METHOD_NAMES else "encoder 'wav2vec2'"
+        raise RecipeError(
+            f"invalid recipe {source}: {what} is for speech (data.dataset "
+            f"{' or '.join(SPEECH_DATASETS)}), but data.dataset {recipe.data.dataset} is "
+            f"images: use an image method ({', '.join(IMAGE_METHOD_EXAMPLES)}) and encoder, or "
+            "a speech dataset"
+        )
     try:
         build_views(recipe)
     except (KeyError, TypeError, ValueError) as err:
@@ -667,4 +808,46 @@ def _check_text_builds(recipe: Recipe, source: str, fail: Any) -> None:
         raise RecipeError(
             f"invalid recipe {source}: data.max_length={recipe.data.max_length} tokens exceeds "
             f"encoder max_position_embeddings={longest}"
+        )
+
+
+def _check_speech_builds(recipe: Recipe, source: str, fail: Any) -> None:
+    """:func:`_check_builds` for a speech recipe: a speech method on the ``wav2vec2`` encoder,
+    and the span-mask view for the recipe's crop."""
+    import ssl_models
+    from ssl_train.speech_data import (
+        SPEECH_VIEWS,
+        build_speech_views,
+        check_speech_method,
+        receptive_field,
+    )
+
+    try:
+        check_speech_method(recipe)
+    except ValueError as err:
+        raise fail("method", err, {}) from None
+    if recipe.encoder.get("name") != SPEECH_ENCODER:
+        raise RecipeError(
+            f"invalid recipe {source}: encoder: {recipe.encoder.get('name')!r} is not a speech "
+            f"encoder; data.dataset {recipe.data.dataset} is speech: use {SPEECH_ENCODER!r}"
+        )
+    try:
+        build_speech_views(recipe)
+    except (KeyError, TypeError, ValueError) as err:
+        raise fail("views", err, SPEECH_VIEWS) from None
+    try:
+        encoder = ssl_models.build_encoder(recipe.encoder)
+    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
+        raise fail("encoder", err, ssl_models.ENCODERS) from None
+    try:
+        ssl_models.build_method(recipe.method, encoder)
+    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
+        raise fail("method", err, ssl_models.METHODS) from None
+    field = receptive_field(recipe.encoder)
+    crop = round(recipe.data.crop_seconds * recipe.data.sample_rate)
+    if crop < field:
+        raise RecipeError(
+            f"invalid recipe {source}: data.crop_seconds={recipe.data.crop_seconds} is "
+            f"{crop} samples at {recipe.data.sample_rate} Hz, shorter than one encoder frame "
+            f"({field} samples)"
         )

@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ssl_train.distributed import DistContext
+from ssl_train.fsdp import set_gradient_sync
 from ssl_train.profiling import StepProfiler
 from ssl_train.recipe import Recipe
 
@@ -31,12 +32,14 @@ def forward_backward(
 ) -> torch.Tensor:
     """Forward and backward over this rank's micro-batches; gradients accumulate in ``.grad``.
 
-    Under DDP, gradients are all-reduced only on the last micro-batch (``no_sync`` before it).
+    Under DDP, gradients are all-reduced only on the last micro-batch (``no_sync`` before it);
+    under FSDP they are reduce-scattered only then (``set_requires_gradient_sync``).
 
     Args:
         recipe: ``trainer.accumulate_steps``, ``precision`` (autocast dtype) and
             ``channels_last``.
-        runner: The method as trained (DDP-wrapped and/or compiled); returns the scalar loss.
+        runner: The method as trained (DDP-wrapped, FSDP-sharded and/or compiled); returns
+            the scalar loss.
         batches: ``(indices, epoch) -> batch``: a list of view tensors (images, see
             :class:`ssl_train.data.ImageData`) or a dict of ``(B, L)`` token tensors (text, see
             :class:`ssl_train.text_data.TextData`).
@@ -73,6 +76,8 @@ def forward_backward(
                 for v in batch_views
             ]
         last = a == accum - 1
+        if accum > 1:
+            set_gradient_sync(runner, last)
         sync = (
             contextlib.nullcontext()
             if last or not isinstance(runner, DistributedDataParallel)

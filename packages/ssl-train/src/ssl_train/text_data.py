@@ -86,6 +86,7 @@ TEXT_METHODS: dict[str, tuple[str, ...]] = {
     "masked_lm": ("mlm_masking",),
     "simcse": ("tokens",),
     "causal_lm": ("tokens",),
+    "electra": ("mlm_masking",),
 }
 
 

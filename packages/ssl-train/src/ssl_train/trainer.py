@@ -42,6 +42,13 @@ from ssl_train.data import (
 from ssl_train.distributed import DistContext, init_distributed
 from ssl_train.early_stopping import EarlyStopping
 from ssl_train.errors import CheckpointError, SslTrainError
+from ssl_train.fsdp import (
+    full_model_state,
+    full_optimizer_state,
+    is_sharded,
+    shard_model,
+    unsharded_copy,
+)
 from ssl_train.logging import METRICS_FILE, JsonlSink, MetricLogger, MlflowSink, TensorBoardSink
 from ssl_train.logging.mlflow_sink import import_mlflow
 from ssl_train.online_eval import Evaluation, OnlineEvaluator
@@ -51,6 +58,7 @@ from ssl_train.recipe import Recipe
 from ssl_train.rng_state import RngState
 from ssl_train.run_report import write_plots
 from ssl_train.schedule import WarmupCosine
+from ssl_train.speech_data import SpeechData, load_speech_data, restore_step_schedules
 from ssl_train.step import broadcast_flag, forward_backward, reduce_step
 from ssl_train.stop_signals import StopSignals
 from ssl_train.text_data import TextData, encoder_config, load_text_data, write_hf_model
@@ -124,7 +132,7 @@ class _Run:
 
     ctx: DistContext
     recipe_yaml: str
-    data: ImageData | TextData
+    data: ImageData | TextData | SpeechData
     per_epoch: int
     total: int
     micro: int
@@ -210,7 +218,7 @@ class Trainer:
         run = self._build()
         counters, rng = self._load(run) if self.resume else (_Counters(), None)
         run.runner = run.model
-        if run.ctx.world_size > 1:
+        if run.ctx.world_size > 1 and not is_sharded(run.model):  # FSDP: sharded in _build
             cuda = run.ctx.device.type == "cuda"
             run.runner = DistributedDataParallel(
                 run.model, device_ids=[run.ctx.device.index] if cuda else None
@@ -233,17 +241,23 @@ class Trainer:
             with contextlib.suppress(Exception):
                 logger.close("FAILED")
             raise
+        text = isinstance(run.data, TextData)
+        # Under FSDP every rank gathers the weights for rank 0's plots and export.
+        final_model = run.model
+        if is_sharded(run.model) and broadcast_flag(
+            out.paused is None and (r.logging.plots or text), run.ctx
+        ):
+            final_model = self._plain_model(run) or run.model  # the copy on rank 0
         if main:
             logger.flush()
             if r.logging.plots and out.paused is None:  # a paused run plots when it ends
                 final_eval = out.last_eval if out.last_eval_step == counters.step else None
                 write_plots(
-                    self.output, r, run.model, evaluator, run.ctx.device, final_eval, logger
+                    self.output, r, final_model, evaluator, run.ctx.device, final_eval, logger
                 )
             logger.close("KILLED" if out.paused and out.paused.startswith("SIG") else "FINISHED")
-        text = isinstance(run.data, TextData)
         hf = (
-            write_hf_model(run.model, r, self.output)
+            write_hf_model(final_model, r, self.output)
             if main and text and out.paused is None
             else None
         )
@@ -276,9 +290,11 @@ class Trainer:
         if ctx.is_main:
             self._prepare_output()
             (self.output / "recipe.yaml").write_text(recipe_yaml)
-        data: ImageData | TextData
+        data: ImageData | TextData | SpeechData
         if r.data.is_text:
             data = load_text_data(r, self.output, ctx.is_main, ctx.barrier)
+        elif r.data.is_speech:
+            data = load_speech_data(r, self.output, ctx.is_main, ctx.barrier)
         else:
             images, _ = load_images(r)
             data = ImageData(r, images)
@@ -306,6 +322,8 @@ class Trainer:
                 else convert_to_distributed_batchnorm
             )
             model = sync_bn(model)  # type: ignore[assignment]
+        if ctx.world_size > 1 and r.distributed.strategy == "fsdp":
+            model = shard_model(model, ctx)  # before the optimiser, which takes the shards
         es = r.evaluation.early_stopping
         every_epochs = r.evaluation.every_epochs
         if not has_labelled_eval(r):
@@ -317,11 +335,12 @@ class Trainer:
                     r.data.dataset,
                 )
             elif ctx.is_main:
+                what = "clips" if r.data.is_speech else "images"
                 _log.warning(
                     "online kNN evaluation is off: data.eval_path is not set (a labelled folder, "
-                    "one sub-folder of images per class); set it to monitor kNN top-1 during "
-                    "pretraining and to run ssl-train evaluate without --eval-path"
-                )
+                    "one sub-folder of %s per class); set it to monitor kNN top-1 during "
+                    "pretraining and to run ssl-train evaluate without --eval-path", what,
+                )  # fmt: skip
         return _Run(
             ctx, recipe_yaml, data, per_epoch, total, micro,
             WarmupCosine(total, r.optimizer.lr, r.schedule.warmup_steps, r.schedule.final_lr_ratio),
@@ -341,7 +360,11 @@ class Trainer:
         state = load_checkpoint(folder, run.model, run.optimizer, r.sha256(), run.recipe_yaml)
         n = run.data.num_samples
         if state.dataset_size is not None and state.dataset_size != n:
-            source = f"data.dataset={r.data.dataset!r}" if r.data.is_text else describe_source(r)
+            source = (
+                f"data.dataset={r.data.dataset!r}"
+                if r.data.is_text or r.data.dataset == "spoken_digits"
+                else describe_source(r)
+            )
             raise CheckpointError(
                 f"{folder}: written for a dataset of {state.dataset_size} {run.data.unit}, this "
                 f"run has {n} ({source}); the data position would not match"
@@ -351,6 +374,7 @@ class Trainer:
             raise CheckpointError(f"{folder}: learning-rate schedule differs ({diff})")
         if state.scaler:
             run.scaler.load_state_dict(state.scaler)
+        restore_step_schedules(run.model, state.step, run.total)
         run.stopper.load_state_dict(state.monitor.get("early_stopping", {}))
         counters = _Counters(
             state.step, state.skipped_steps, float(state.monitor.get("loss_sum", 0.0)),
@@ -371,12 +395,17 @@ class Trainer:
             elapsed_s=c.elapsed_before + elapsed, loggers=c.loggers, rng=RngState.capture(),
         )  # fmt: skip
         path = self.output / "checkpoints" / f"step-{c.step:08d}"
+        weights = optimizer_state = None
+        if is_sharded(run.model):  # every rank sends its shards; rank 0 keeps full tensors
+            weights = full_model_state(run.model, run.ctx.is_main)
+            optimizer_state = full_optimizer_state(run.optimizer, run.ctx.is_main)
         if run.ctx.is_main:
             logger.flush()
             path = save_checkpoint(
                 self.output, model=run.model, optimizer=run.optimizer, state=state,
                 recipe_yaml=run.recipe_yaml, example_inputs=run.examples,
-                keep_last=self.recipe.checkpoint.keep_last,
+                keep_last=self.recipe.checkpoint.keep_last, model_state=weights,
+                optimizer_state=optimizer_state,
             )  # fmt: skip
         run.ctx.barrier()
         return path
@@ -545,8 +574,9 @@ class Trainer:
     ) -> bool:
         """Online evaluation on rank 0 into ``row``; True (on every rank) to stop early."""
         stop = False
-        if evaluator is not None:
-            ev = evaluator.evaluate(run.model)
+        model = self._plain_model(run)  # under FSDP a gather that every rank joins
+        if evaluator is not None and model is not None:
+            ev = evaluator.evaluate(model)
             out.last_eval, out.last_eval_step = ev, c.step
             row.update(ev.metrics())
             values = {"knn_top1": ev.knn_top1, "collapse_std": ev.collapse_std,
@@ -554,6 +584,15 @@ class Trainer:
             stop = run.stopper.update(values[run.stopper.monitor], c.step)
         c.loss_sum, c.loss_count = 0.0, 0
         return broadcast_flag(stop, run.ctx)
+
+    def _plain_model(self, run: _Run) -> ssl_models.SSLMethod | None:
+        """The model rank 0 evaluates and exports: ``run.model``, or under FSDP an unsharded
+        copy (collective: every rank calls it; the others get None)."""
+        if not is_sharded(run.model):
+            return run.model
+        data = run.data
+        vocab = data.tokenizer.get_vocab_size() if isinstance(data, TextData) else None
+        return unsharded_copy(run.model, lambda: build_model(self.recipe, vocab), run.ctx.is_main)
 
     def _sinks(self, loggers: dict[str, Any], resume_step: int | None, run: _Run) -> list[Any]:
         """The configured sinks; MLflow's run id goes into ``loggers`` (saved in checkpoints)."""

@@ -39,6 +39,15 @@ from ssl_serve.export.onnx_graph import (
     export_onnx,
     fold_batch_norm,
 )
+from ssl_serve.export.speech_checkpoint import export_speech_checkpoint, is_speech_checkpoint
+from ssl_serve.export.text_checkpoint import (
+    TextCheckpoint,
+    TextCheckpointModel,
+    export_text_checkpoint,
+    is_text_checkpoint,
+    load_text_checkpoint,
+    validate_text_probabilities,
+)
 from ssl_serve.export.text_graph import TextEmbeddingModel, export_text_onnx, pool_tokens
 from ssl_serve.export.validate import (
     compare_embeddings,
@@ -64,6 +73,8 @@ __all__ = [
     "ClassifierModel",
     "EmbeddingModel",
     "SentenceTransformersConfig",
+    "TextCheckpoint",
+    "TextCheckpointModel",
     "TextEmbeddingModel",
     "compare_embeddings",
     "conv_output_lengths",
@@ -74,13 +85,18 @@ __all__ = [
     "export_hf_audio_model",
     "export_hf_model",
     "export_onnx",
+    "export_speech_checkpoint",
     "export_speech_encoder",
+    "export_text_checkpoint",
     "export_text_onnx",
     "fold_batch_norm",
     "image_preprocessing_from_recipe",
     "is_audio_model_dir",
+    "is_speech_checkpoint",
+    "is_text_checkpoint",
     "load_checkpoint",
     "load_classifier_head",
+    "load_text_checkpoint",
     "make_variants",
     "matmul_outlier_ranking",
     "onnx_audio_embeddings",
@@ -94,6 +110,7 @@ __all__ = [
     "validate_export",
     "validate_probabilities",
     "validate_text_export",
+    "validate_text_probabilities",
     "wordnet_validation_texts",
     "zero_mean_unit_var",
 ]

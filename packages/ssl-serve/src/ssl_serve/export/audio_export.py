@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,7 @@ def export_audio_encoder(
     optimize: bool = False,
     quantize: str | None = None,
     int8_min_cosine: float = INT8_MIN_COSINE,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Export an audio graph as a validated audio bundle, written atomically.
 
@@ -145,6 +146,7 @@ def export_audio_encoder(
         optimize: Store onnxruntime's offline graph optimisation, validated.
         quantize: "int8" stores a dynamic int8 model, validated to ``int8_min_cosine``.
         int8_min_cosine: Smallest accepted int8 cosine similarity with PyTorch.
+        extra_files: File name -> bytes written into the bundle too (e.g. ``recipe.yaml``).
 
     Returns:
         The bundle.json contents written.
@@ -252,6 +254,8 @@ def export_audio_encoder(
             },
         )
         write_bundle(bundle, tmp)
+        for file_name, data in (extra_files or {}).items():
+            (tmp / file_name).write_bytes(data)
         return bundle.to_dict()
 
     return _write_atomically(output, write, overwrite=overwrite)
@@ -373,6 +377,7 @@ def export_speech_encoder(
     tolerance: float = 1e-4,
     opset: int = 17,
     overwrite: bool = False,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Export ssl-models' wav2vec 2.0 speech encoder (``ssl_models.SpeechEncoder``).
 
@@ -395,6 +400,7 @@ def export_speech_encoder(
         tolerance: Largest accepted max abs difference (and 1 - min cosine).
         opset: ONNX opset version.
         overwrite: Replace ``output`` when it is an existing bundle folder.
+        extra_files: File name -> bytes written into the bundle too (e.g. ``recipe.yaml``).
 
     Returns:
         The bundle.json contents written.
@@ -430,6 +436,7 @@ def export_speech_encoder(
         tolerance=tolerance,
         opset=opset,
         overwrite=overwrite,
+        extra_files=extra_files,
     )
 
 

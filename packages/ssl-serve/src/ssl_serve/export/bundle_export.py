@@ -55,6 +55,15 @@ def export_checkpoint(
 ) -> dict[str, Any]:
     """Export a checkpoint's encoder (pooled output, L2-normalised in the graph) as a bundle.
 
+    A speech run's checkpoint (its recipe's ``data.dataset`` is ``spoken_digits`` or
+    ``audio_folder``) becomes an audio bundle through
+    :func:`~ssl_serve.export.speech_checkpoint.export_speech_checkpoint` (validated on the
+    default real recordings; call that function for other recordings or ``max_seconds``).
+
+    A text run's checkpoint (its recipe's ``data.dataset`` is ``wordnet``, ``fortunes`` or
+    ``text_file``) is exported as a text bundle by
+    :func:`~ssl_serve.export.text_checkpoint.export_text_checkpoint`.
+
     A fine-tuned classifier checkpoint (``ssl-train finetune``: the step folder holds
     ``classifier.json``) becomes a classifier bundle: the graph has a second output,
     ``probabilities (batch, K) float32`` (the head, its batch norm folded in, then softmax),
@@ -102,7 +111,26 @@ def export_checkpoint(
             recipe's preprocessing does not reproduce the checkpoint's inputs; nothing is
             written then.
     """
+    from ssl_serve.export.text_checkpoint import export_text_checkpoint, is_text_checkpoint
+
+    if is_text_checkpoint(checkpoint):
+        return export_text_checkpoint(
+            checkpoint, output, name=name, version=version, tolerance=tolerance, opset=opset,
+            overwrite=overwrite, optimize=optimize, quantize=quantize,
+            int8_min_cosine=int8_min_cosine,
+        )  # fmt: skip
     _check_name(name, version)
+    # Imported here: speech_checkpoint imports this module.
+    from ssl_serve.export.speech_checkpoint import export_speech_checkpoint, is_speech_checkpoint
+
+    if is_speech_checkpoint(checkpoint):
+        if optimize or quantize is not None:
+            raise InvalidInputError(
+                "--optimize/--quantize are not offered for speech checkpoints yet: export "
+                "without them"
+            )
+        return export_speech_checkpoint(checkpoint, output, name=name, version=version,
+                                        tolerance=tolerance, opset=opset, overwrite=overwrite)  # fmt: skip
     output = Path(output)
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")

@@ -175,6 +175,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{folder / RECIPE}: not valid YAML: {e}") from e
     if not isinstance(recipe, dict) or not isinstance(recipe.get("encoder"), dict):
         raise CheckpointError(f"{folder / RECIPE}: needs an 'encoder' mapping with a 'name'")
+    data = recipe.get("data")
+    if isinstance(data, dict) and data.get("dataset") in ("wordnet", "fortunes", "text_file"):
+        raise CheckpointError(
+            f"{folder / RECIPE}: data.dataset {data['dataset']} is a text run; read it with "
+            "ssl_serve.export.load_text_checkpoint (export_checkpoint does so itself)"
+        )
+    if isinstance(data, dict) and data.get("dataset") in ("spoken_digits", "audio_folder"):
+        raise CheckpointError(
+            f"{folder / RECIPE}: data.dataset {data['dataset']} is a speech run; export it with "
+            "ssl_serve.export.export_speech_checkpoint (export_checkpoint does so itself)"
+        )
     preprocessing = image_preprocessing_from_recipe(recipe, folder / RECIPE)
     encoder = _load_encoder(folder, recipe["encoder"])
     pixel_values, images = _load_examples(folder / EXAMPLE_INPUTS, preprocessing)

@@ -481,9 +481,10 @@ class ModelBatcher:
             ids.extend(r.text.ids)
             types.extend(r.text.type_ids if r.text.type_ids is not None else [None] * r.inputs)
             masks.extend(r.text.masks if r.text.masks is not None else [None] * r.inputs)
+        names = list(dict.fromkeys(n for r in batch for n in r.output_names))
         owner = np.repeat(np.arange(len(batch)), [r.inputs for r in batch])
         left = np.array([r.inputs for r in batch])
-        out: np.ndarray | None = None
+        outs: dict[str, np.ndarray] = {}
         for idx in length_sorted_batches(
             [len(s) for s in ids],
             max_batch_size=self.config.max_batch_size,
@@ -499,15 +500,16 @@ class ModelBatcher:
                 mask[k, :n] = 1 if masks[i] is None else masks[i]
                 if types[i] is not None:
                     type_ids[k, :n] = types[i]
-            emb = embedder.embed_padded(padded, mask, type_ids)
-            if out is None:
-                out = np.empty((len(ids), emb.shape[1]), dtype=np.float32)
-            out[idx] = emb
+            arrays = embedder.run_padded(padded, mask, type_ids, names)
+            for name, a in zip(names, arrays, strict=True):
+                if name not in outs:
+                    outs[name] = np.empty((len(ids), *a.shape[1:]), dtype=np.float32)
+                outs[name][idx] = a
             owners, counts = np.unique(owner[idx], return_counts=True)
             left[owners] -= counts
             for i in owners[left[owners] == 0]:
-                name = batch[i].output_names[0]
-                answer(int(i), {name: out[offsets[i] : offsets[i + 1]]})
+                rows = slice(offsets[i], offsets[i + 1])
+                answer(int(i), {name: outs[name][rows] for name in batch[i].output_names})
 
 
 class Arrival:

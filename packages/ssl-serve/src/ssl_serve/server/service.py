@@ -289,20 +289,30 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             )
         model = self.registry.get(request.model_name, request.model_version)
         labels = model.bundle.labels
-        if labels is None or isinstance(model.bundle.preprocessing, TextPreprocessing):
+        if labels is None:
             raise NotAClassifierError(
                 f"model {model.entry.name!r} version {model.entry.version!r} is an embedding "
                 "model without class labels; Classify needs a classifier bundle (ssl-serve "
                 "export of an ssl-train finetune checkpoint); use Embed for this model"
             )
         kinds = self._check_inputs(model, request)
+        tokens = 0
         with self.batcher.for_model(model).arrival() as arrival:
-            batch = self._preprocess(model, request, kinds)
-            t1 = time.perf_counter()
-            _, result = arrival.run_images(
-                batch, [PROBABILITIES_OUTPUT], method="Classify", call=context
-            )
-        self._observe("Classify", model, result)
+            if isinstance(model.bundle.preprocessing, TextPreprocessing):
+                tokenized = self._tokenize(model, request, kinds)
+                t1 = time.perf_counter()
+                rows = TextRows(tokenized.ids, tokenized.type_ids)
+                result = arrival.run_text(
+                    rows, PROBABILITIES_OUTPUT, method="Classify", call=context
+                )
+                tokens = tokenized.num_tokens
+            else:
+                batch = self._preprocess(model, request, kinds)
+                t1 = time.perf_counter()
+                _, result = arrival.run_images(
+                    batch, [PROBABILITIES_OUTPUT], method="Classify", call=context
+                )
+        self._observe("Classify", model, result, tokens)
         probabilities = result.embeddings
         k = min(request.top_k or DEFAULT_TOP_K, len(labels))
         # A stable sort on -p keeps the lower index first among equal probabilities.
@@ -326,7 +336,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             probabilities=probabilities.astype("<f4", copy=False).tobytes(),
             classifications=classifications,
             request_id=request_id,
-            usage=embedding_pb2.Usage(inputs=len(probabilities)),
+            usage=embedding_pb2.Usage(inputs=len(probabilities), tokens=tokens),
             timing=embedding_pb2.Timing(
                 queue_ms=1000 * result.queue_s,
                 preprocess_ms=1000 * (t1 - t0),
@@ -395,7 +405,10 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         return kinds
 
     def _tokenize(
-        self, model: LoadedModel, request: embedding_pb2.EmbedRequest, kinds: list[str]
+        self,
+        model: LoadedModel,
+        request: embedding_pb2.EmbedRequest | embedding_pb2.ClassifyRequest,
+        kinds: list[str],
     ) -> TokenizedTexts:
         """Text inputs tokenised by the bundle's tokenizer; token-id tensors decoded as int64."""
         tokenizer = model.tokenizer
