@@ -1,6 +1,11 @@
+import gzip
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
 from ssl_data.datasets import bundled_sample_root
+from ssl_data.datasets.wordnet import bundled_sample_root as wordnet_sample_root
 from ssl_train import recipe_from_dict
 
 TINY = {
@@ -30,3 +35,23 @@ def tiny_tree():
 @pytest.fixture
 def tiny_recipe():
     return recipe_from_dict(TINY)
+
+
+@pytest.fixture(scope="session")
+def wordnet_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A smaller real WordNet: the first 24 synsets of each supersense (lexicographer file)
+    of ssl-data's bundled sample, as uncompressed ``data.<part>`` files (~1,000 glosses)."""
+    root = tmp_path_factory.mktemp("wordnet")
+    for part in ("noun", "verb", "adj", "adv"):
+        seen: Counter[str] = Counter()
+        keep = []
+        with gzip.open(wordnet_sample_root() / f"data.{part}.gz", "rt", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("  "):
+                    continue
+                lexfile = line.split(" ", 2)[1]
+                seen[lexfile] += 1
+                if seen[lexfile] <= 24:
+                    keep.append(line)
+        (root / f"data.{part}").write_text("".join(keep), encoding="utf-8")
+    return root

@@ -3,7 +3,6 @@ image_folder runs (labels from class sub-folders), on real data."""
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections import Counter
 from pathlib import Path
@@ -16,7 +15,6 @@ from tokenizers import Tokenizer
 
 from ssl_data import load_fashion_mnist, load_wordnet_glosses
 from ssl_data.datasets import bundled_sample_root as fashion_sample_root
-from ssl_data.datasets.wordnet import bundled_sample_root
 from ssl_train import RecipeError, SslTrainError, recipe_from_dict
 from ssl_train.classifier import load_classifier
 from ssl_train.cli import main
@@ -26,7 +24,6 @@ from ssl_train.recipes import shipped_recipes
 from ssl_train.text_data import load_text_corpus
 from ssl_train.trainer import Trainer
 
-PER_CLASS = 24
 FAST = ["--set", "threads=1", "--set", "progress_bar=false"]
 
 
@@ -36,25 +33,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def wordnet_root(tmp_path_factory):
-    """Real WordNet (ssl-data's sample): the first PER_CLASS synsets of each supersense."""
-    root = tmp_path_factory.mktemp("wordnet")
-    for part in ("noun", "verb", "adj", "adv"):
-        seen: Counter[str] = Counter()
-        keep = []
-        with gzip.open(bundled_sample_root() / f"data.{part}.gz", "rt", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("  "):
-                    continue
-                lexfile = line.split(" ", 2)[1]
-                seen[lexfile] += 1
-                if seen[lexfile] <= PER_CLASS:
-                    keep.append(line)
-        (root / f"data.{part}").write_text("".join(keep), encoding="utf-8")
-    return root
 
 
 @pytest.fixture(scope="module")

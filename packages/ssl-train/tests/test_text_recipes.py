@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import subprocess
 import sys
-from collections import Counter
 
 import numpy as np
 import pytest
@@ -17,32 +15,11 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
 import ssl_models
-from ssl_data.datasets.wordnet import bundled_sample_root
 from ssl_train import RecipeError, recipe_from_dict
 from ssl_train.cli import main
 from ssl_train.trainer import Trainer
 
-PER_CLASS = 24  # glosses kept per supersense from ssl-data's real sample: ~1,000 in all
 STEPS = 6
-
-
-@pytest.fixture(scope="module")
-def wordnet_root(tmp_path_factory):
-    """A smaller real WordNet: the first PER_CLASS synsets of each lexicographer file."""
-    root = tmp_path_factory.mktemp("wordnet")
-    for part in ("noun", "verb", "adj", "adv"):
-        seen: Counter[str] = Counter()
-        keep = []
-        with gzip.open(bundled_sample_root() / f"data.{part}.gz", "rt", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("  "):
-                    continue
-                lexfile = line.split(" ", 2)[1]
-                seen[lexfile] += 1
-                if seen[lexfile] <= PER_CLASS:
-                    keep.append(line)
-        (root / f"data.{part}").write_text("".join(keep), encoding="utf-8")
-    return root
 
 
 def _tree(root) -> dict:

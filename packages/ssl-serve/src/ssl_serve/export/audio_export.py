@@ -25,8 +25,8 @@ from ssl_serve.errors import CheckpointError, InvalidInputError
 from ssl_serve.export.audio_graph import WAVEFORM_NORM_EPS, AudioEmbeddingModel, export_audio_onnx
 from ssl_serve.export.bundle_export import (
     _check_name,
-    _check_replaceable,
     _version,
+    _writable_output,
     _write_atomically,
 )
 from ssl_serve.export.onnx_graph import OUTPUT_NAME
@@ -163,10 +163,7 @@ def export_audio_encoder(
         raise InvalidInputError(
             f"sample_rate ({sample_rate} Hz) and max_seconds ({max_seconds} s) must be > 0"
         )
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
-    _check_replaceable(output)
+    output = _writable_output(output, overwrite)
     graph = graph.eval()
     prep = AudioPreprocessing(
         sample_rate=sample_rate,

@@ -131,17 +131,10 @@ def export_checkpoint(
             )
         return export_speech_checkpoint(checkpoint, output, name=name, version=version,
                                         tolerance=tolerance, opset=opset, overwrite=overwrite)  # fmt: skip
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
-    _check_replaceable(output)
+    output = _writable_output(output, overwrite)
     ckpt = load_checkpoint(checkpoint)
     classifier = ckpt.classifier
-    if classifier is not None and (optimize or quantize is not None):
-        raise InvalidInputError(
-            f"{ckpt.path} is a classifier checkpoint; --optimize/--quantize validate only "
-            "embeddings, so they are not offered for classifier bundles yet: export without them"
-        )
+    _refuse_classifier_variants(ckpt.path, classifier, optimize, quantize)
     model = EmbeddingModel(ckpt.encoder).eval()
     graph: torch.nn.Module = model
     output_names: tuple[str, ...] = (OUTPUT_NAME,)
@@ -265,6 +258,30 @@ def _version(distribution: str) -> str | None:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _writable_output(output: str | Path, overwrite: bool) -> Path:
+    """``output`` as a Path, once it is free or a bundle folder ``overwrite`` may replace.
+
+    Raises:
+        FileExistsError: ``output`` exists and ``overwrite`` is False, or it is not a bundle.
+    """
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
+    _check_replaceable(output)
+    return output
+
+
+def _refuse_classifier_variants(
+    path: Path, classifier: object | None, optimize: bool, quantize: str | None
+) -> None:
+    """InvalidInputError when a classifier checkpoint asks for --optimize/--quantize."""
+    if classifier is not None and (optimize or quantize is not None):
+        raise InvalidInputError(
+            f"{path} is a classifier checkpoint; --optimize/--quantize validate only "
+            "embeddings, so they are not offered for classifier bundles yet: export without them"
+        )
 
 
 def _check_replaceable(output: Path) -> None:

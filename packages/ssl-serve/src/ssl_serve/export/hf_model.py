@@ -27,8 +27,8 @@ from ssl_serve.errors import CheckpointError, InvalidInputError
 from ssl_serve.export.audio_export import export_hf_audio_model, is_audio_model_dir
 from ssl_serve.export.bundle_export import (
     _check_name,
-    _check_replaceable,
     _version,
+    _writable_output,
     _write_atomically,
 )
 from ssl_serve.export.onnx_graph import OUTPUT_NAME
@@ -254,10 +254,7 @@ def export_hf_model(
         )
     _check_name(name, version)
     folder = Path(model_dir)
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
-    _check_replaceable(output)
+    output = _writable_output(output, overwrite)
     tokenizer_file = folder / TOKENIZER_FILE
     if not tokenizer_file.is_file():
         raise CheckpointError(f"{folder} lacks {TOKENIZER_FILE} (a fast tokenizer's file)")

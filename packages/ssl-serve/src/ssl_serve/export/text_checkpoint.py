@@ -168,6 +168,56 @@ class TextCheckpointModel(nn.Module):
         return embedding, torch.softmax(logits, dim=1)
 
 
+class RightPaddedRecurrent(nn.Module):
+    """The ONNX-exportable twin of ssl-models' ``RecurrentEncoder`` (ELMo-style biLM runs), for
+    right-padded batches (as the server and the trainer pad), sharing its weights.
+
+    The encoder itself packs each row (``pack_padded_sequence``) and orders tokens with a
+    stable sort, neither of which the ONNX exporter takes. With right padding neither is
+    needed: the forward stack reads the real tokens before any padding, and the backward stack
+    reads each row's real tokens reversed (an index computed from the length, its own
+    inverse), padding after them. States at padding are zeroed as the encoder does; pooling is
+    the encoder's. Validation compares the exported graph with the encoder itself.
+
+    Args:
+        encoder: A ``ssl_models.text.RecurrentEncoder`` in eval mode.
+
+    Shape:
+        ``input_ids (B, L) int64``, ``attention_mask (B, L) int64`` (right padding) ->
+        ``(B, output_dim) float32``.
+
+    Reference: Peters et al., "Deep contextualized word representations", arXiv:1802.05365.
+    """
+
+    def __init__(self, encoder: ssl_models.text.RecurrentEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.output_dim = encoder.output_dim
+        self.pooling = encoder.pooling
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        enc = self.encoder
+        x = enc.embedding(input_ids)
+        states, _ = enc.forward_rnn(x)
+        if enc.backward_rnn is not None:
+            lengths = attention_mask.long().sum(dim=1, keepdim=True)
+            pos = torch.ones_like(input_ids).cumsum(dim=1) - 1
+            order = torch.where(pos < lengths, lengths - 1 - pos, pos).unsqueeze(-1)
+            bwd, _ = enc.backward_rnn(x.gather(1, order.expand_as(x)))
+            bwd = bwd.gather(1, order.expand(-1, -1, bwd.shape[-1]))
+            states = torch.cat([states, bwd], dim=-1)
+        states = states * attention_mask.unsqueeze(-1).to(states.dtype)
+        return ssl_models.text.pool_tokens(states, attention_mask.bool(), enc.pooling)
+
+
+def exportable_encoder(encoder: nn.Module) -> nn.Module:
+    """``encoder``, or its ONNX-exportable twin (:class:`RightPaddedRecurrent` for a recurrent
+    encoder)."""
+    if isinstance(encoder, ssl_models.text.RecurrentEncoder):
+        return RightPaddedRecurrent(encoder).eval()
+    return encoder
+
+
 class _EmbeddingOnly(nn.Module):
     """The embedding output of a :class:`TextCheckpointModel` (what text validation compares)."""
 
@@ -415,24 +465,18 @@ def export_text_checkpoint(
     """
     from ssl_serve.export.bundle_export import (
         _check_name,
-        _check_replaceable,
+        _refuse_classifier_variants,
         _version,
+        _writable_output,
         _write_atomically,
     )
     from ssl_serve.export.hf_model import WORDNET_NOUNS, wordnet_validation_texts
 
     _check_name(name, version)
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
-    _check_replaceable(output)
+    output = _writable_output(output, overwrite)
     ckpt = load_text_checkpoint(checkpoint)
     classifier = ckpt.classifier
-    if classifier is not None and (optimize or quantize is not None):
-        raise InvalidInputError(
-            f"{ckpt.path} is a classifier checkpoint; --optimize/--quantize validate only "
-            "embeddings, so they are not offered for classifier bundles yet: export without them"
-        )
+    _refuse_classifier_variants(ckpt.path, classifier, optimize, quantize)
     head = None if classifier is None else (classifier.weight, classifier.bias)
     graph = TextCheckpointModel(ckpt.encoder, head).eval()
     embedding_model = _EmbeddingOnly(graph).eval()
@@ -452,7 +496,8 @@ def export_text_checkpoint(
 
     def write(tmp: Path) -> dict[str, Any]:
         onnx_path = tmp / MODEL_FILE
-        export_text_graph_onnx(graph, example, onnx_path, opset=opset)
+        exported = TextCheckpointModel(exportable_encoder(ckpt.encoder), head).eval()
+        export_text_graph_onnx(exported, example, onnx_path, opset=opset)
         shutil.copyfile(ckpt.tokenizer_path, tmp / TOKENIZER_FILE)
         validation = validate_text_export(
             onnx_path,
