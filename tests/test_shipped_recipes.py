@@ -38,7 +38,7 @@ def test_recipe_trains_and_exports(name, tmp_path):
     tree["budget"].pop("epochs", None)  # two steps instead
     overrides = ["data.limit=96", "budget.batch_size=32", "budget.steps=2",
                  "logging.progress_bar=false", "logging.plots=false"]  # fmt: skip
-    if tree["data"]["dataset"] in ("spoken_digits", "audio_folder"):
+    if tree["data"]["dataset"] in ("spoken_digits", "audio_folder", "spoken_words"):
         _speech_recipe_trains_and_exports(name, tree, tmp_path)
         return
     if tree["data"]["dataset"] in ("wordnet", "fortunes", "text_file"):

@@ -96,6 +96,8 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _unit(recipe: Recipe) -> str:
     """What one sample of the recipe's dataset is: images, texts or clips."""
+    if recipe.data.is_paired:
+        return "pairs"
     return "texts" if recipe.data.is_text else "clips" if recipe.data.is_speech else "images"
 
 
@@ -120,6 +122,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise SslTrainError(
             "--eval-path and --eval-test-path go with --checkpoint, not --embeddings"
         )
+    retrieval: dict[str, object] = {}
+    if args.save_embeddings and not args.checkpoint:
+        raise SslTrainError("--save-embeddings goes with --checkpoint of a spoken_words run")
     if args.embeddings:
         train_x, train_y, test_x, test_y = _load_embeddings(args.embeddings)
     else:
@@ -131,7 +136,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         folder = resolve_checkpoint(args.checkpoint)
         recipe = load_recipe(folder / "recipe.yaml")
-        if recipe.data.is_text:
+        if args.save_embeddings and not recipe.data.is_paired:
+            raise SslTrainError(
+                f"--save-embeddings is for spoken_words (CLIP) runs, not {recipe.data.dataset}"
+            )
+        if recipe.data.is_paired:
+            train_x, train_y, test_x, test_y, retrieval = _embed_paired_run(args, folder, recipe)
+        elif recipe.data.is_text:
             train_x, train_y, test_x, test_y = _embed_text_run(args, folder, recipe)
         elif recipe.data.is_speech:
             train_x, train_y, test_x, test_y = _embed_speech_run(args, folder, recipe)
@@ -149,6 +160,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "memory_bank": len(train_y),
         "queries": len(test_y),
         "temperature": args.temperature,
+        **retrieval,
     }
     try:
         for k in args.k:
@@ -214,6 +226,45 @@ def _embed_text_run(
     train_x = embed_texts(model, tokenizer, corpus.bank, length)
     test_x = embed_texts(model, tokenizer, corpus.queries, length)
     return train_x, corpus.bank_labels, test_x, corpus.query_labels
+
+
+def _embed_paired_run(
+    args: argparse.Namespace, folder: Path, recipe: Recipe
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, object]]:
+    """A spoken_words (CLIP) run: the speech tower's embeddings of the training voices' clips
+    (memory bank) and the held-out voices' clips (queries), and cross-modal retrieval top-1 of
+    the held-out clips against the gallery of words in the joint space (written to
+    ``--save-embeddings`` as .npz when given)."""
+    import torch
+
+    from ssl_train.checkpoint import load_checkpoint
+    from ssl_train.paired_data import load_paired_corpus, retrieval_metrics
+    from ssl_train.speech_data import embed_clips
+    from ssl_train.text_data import run_tokenizer
+    from ssl_train.trainer import build_model
+
+    if args.eval_path or args.eval_test_path:
+        raise SslTrainError(
+            "a spoken_words run is evaluated on its recipe's split by voice "
+            "(data.heldout_voices); --eval-path and --eval-test-path do not apply"
+        )
+    corpus = load_paired_corpus(recipe)
+    tokenizer = run_tokenizer(folder)
+    model = build_model(recipe, tokenizer.get_vocab_size())
+    load_checkpoint(folder, model, None, recipe.sha256())
+    if not args.threads:
+        torch.set_num_threads(recipe.threads or torch.get_num_threads())
+    r = retrieval_metrics(model, recipe, corpus, tokenizer)
+    if args.save_embeddings:
+        np.savez(args.save_embeddings, audio=r["audio"], audio_labels=r["audio_labels"],
+                 text=r["text"], text_labels=r["text_labels"])  # fmt: skip
+    retrieval = {k: r[k] for k in ("retrieval_a2t_top1", "retrieval_t2a_top1",
+                                   "retrieval_chance_a2t", "retrieval_chance_t2a")}  # fmt: skip
+    retrieval["retrieval_queries"] = len(corpus.queries)
+    retrieval["retrieval_gallery"] = len(r["text_labels"])
+    train_x = embed_clips(model, corpus.train)
+    test_x = embed_clips(model, corpus.queries)
+    return train_x, corpus.train_labels, test_x, corpus.query_labels, retrieval
 
 
 def _embed_speech_run(
@@ -386,7 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
         "tokens; an unlabelled text_file run has nothing to evaluate. A speech run: spoken_digits "
         "split by voice (data.heldout_voices voices are the queries, the others the memory "
         "bank), an audio_folder run its data.eval_path (or --eval-path) split per class; clips "
-        "embedded whole with the method's pooling over real frames.",
+        "embedded whole with the method's pooling over real frames. A spoken_words (CLIP) "
+        "run: kNN of its speech tower by voice as spoken_digits, plus cross-modal retrieval "
+        "top-1 (audio->text, text->audio) of the held-out voices' clips against the ten words.",
     )
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument(
@@ -434,6 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's)")
     e.add_argument("--output", help="also write the result as JSON here")
+    e.add_argument(
+        "--save-embeddings",
+        metavar="NPZ",
+        help="spoken_words (CLIP) runs: write the held-out clips' and the gallery texts' "
+        "joint-space embeddings and labels (audio, audio_labels, text, text_labels) here",
+    )
     e.set_defaults(func=_evaluate)
 
     f = sub.add_parser(

@@ -319,7 +319,8 @@ def has_labelled_eval(recipe: Recipe) -> bool:
     and spoken digits always do; an image or audio folder with ``data.eval_path``; a text file
     never)."""
     d = recipe.data
-    return d.dataset in ("fashion_mnist", "wordnet", "fortunes", "spoken_digits") or (
+    labelled = ("fashion_mnist", "wordnet", "fortunes", "spoken_digits", "spoken_words")
+    return d.dataset in labelled or (
         d.dataset in ("image_folder", "audio_folder") and d.eval_path is not None
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,8 @@ class Evaluation:
         embedding_dim: D.
         heldout_embeddings: ``(M, D) float32`` held-out embeddings (for the embedding map).
         heldout_labels: ``(M,) int64``.
+        extra: Further logged values (paired recipes: ``retrieval_a2t_top1``,
+            ``retrieval_t2a_top1``, cross-modal retrieval top-1 of the held-out clips).
     """
 
     knn_top1: float
@@ -36,6 +38,7 @@ class Evaluation:
     embedding_dim: int
     heldout_embeddings: np.ndarray
     heldout_labels: np.ndarray
+    extra: dict[str, float] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
         """The values logged to metrics.jsonl / TensorBoard / MLflow.
@@ -46,6 +49,7 @@ class Evaluation:
             "knn_top1": self.knn_top1,
             "collapse_std": self.collapse_std,
             "collapse_std_reference": 1.0 / self.embedding_dim**0.5,
+            **self.extra,
         }
 
 
@@ -76,7 +80,21 @@ class OnlineEvaluator:
         self.tokenizer = tokenizer
         self.bank: Any
         self.heldout: Any
-        if recipe.data.is_speech:
+        self.paired: Any = None
+        if recipe.data.is_paired:
+            # kNN of the speech tower's clips by voice, as speech recipes; plus retrieval
+            from ssl_train.paired_data import load_paired_corpus
+
+            if tokenizer is None:
+                raise ValueError("a paired recipe's online evaluation needs the run's tokenizer")
+            self.paired = load_paired_corpus(recipe)
+            n, m = recipe.evaluation.bank_size, recipe.evaluation.heldout_size
+            self.bank, self.bank_labels = self.paired.train[:n], self.paired.train_labels[:n]
+            self.heldout, self.heldout_labels = (
+                self.paired.queries[:m],
+                self.paired.query_labels[:m],
+            )
+        elif recipe.data.is_speech:
             self.bank, self.bank_labels, self.heldout, self.heldout_labels = labelled_speech_splits(
                 recipe
             )
@@ -94,7 +112,7 @@ class OnlineEvaluator:
     ) -> np.ndarray:
         """``(N, D) float32`` embeddings of uint8 images, texts or clips, with the current
         weights."""
-        if self.recipe.data.is_speech:
+        if self.recipe.data.is_speech or self.recipe.data.is_paired:
             from ssl_train.speech_data import embed_clips
 
             return embed_clips(model, list(items), device=self.device)  # type: ignore[arg-type]
@@ -116,7 +134,16 @@ class OnlineEvaluator:
         acc = knn_top1(bank, self.bank_labels, heldout, self.heldout_labels, k=ev.knn_k,
                        temperature=ev.knn_temperature)  # fmt: skip
         spread = float(collapse_std(torch.from_numpy(heldout)))
-        return Evaluation(acc, spread, int(heldout.shape[1]), heldout, self.heldout_labels)
+        extra: dict[str, float] = {}
+        if self.paired is not None:
+            from ssl_train.paired_data import retrieval_metrics
+
+            assert self.tokenizer is not None
+            with torch.random.fork_rng(devices=devices):
+                r = retrieval_metrics(model, self.recipe, self.paired, self.tokenizer)
+            extra = {k: float(r[k]) for k in ("retrieval_a2t_top1", "retrieval_t2a_top1")}
+        return Evaluation(acc, spread, int(heldout.shape[1]), heldout, self.heldout_labels,
+                          extra)  # fmt: skip
 
 
 def labelled_text_splits(recipe: Recipe) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:

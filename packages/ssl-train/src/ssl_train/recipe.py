@@ -45,9 +45,13 @@ IMAGE_KEYS = ("image_size", "channels", "mean", "std")
 TEXT_DATASETS = ("wordnet", "fortunes", "text_file")
 #: Speech datasets (``ssl_train.speech_data``): ``spoken_digits`` (espeak-ng digits, labelled,
 #: split by voice for kNN) and ``audio_folder`` (your clips; a labelled ``eval_path`` for kNN).
-SPEECH_DATASETS = ("spoken_digits", "audio_folder")
+SPEECH_DATASETS = ("spoken_digits", "audio_folder", "spoken_words")
 #: Keys every speech dataset reads.
 SPEECH_KEYS = ("sample_rate", "crop_seconds")
+#: Paired datasets (``ssl_train.paired_data``): ``spoken_words``, espeak-ng digits paired with
+#: text about their word, for cross-modal (CLIP) pretraining of two encoders. They are speech
+#: datasets too (speech keys); code that branches on ``is_speech`` tests ``is_paired`` first.
+PAIRED_DATASETS = ("spoken_words",)
 #: The keys of ``data`` each dataset reads, besides ``dataset`` and ``limit``; the resolved
 #: recipe leaves the others out.
 DATASET_KEYS: dict[str, tuple[str, ...]] = {
@@ -58,6 +62,7 @@ DATASET_KEYS: dict[str, tuple[str, ...]] = {
     "text_file": ("path", "jsonl_field", "on_corrupt", "max_length"),
     "spoken_digits": ("root", "voices", "heldout_voices", *SPEECH_KEYS),
     "audio_folder": ("path", "eval_path", "eval_test_fraction", "on_corrupt", *SPEECH_KEYS),
+    "spoken_words": ("root", "voices", "heldout_voices", "texts", "max_length", *SPEECH_KEYS),
 }
 #: Methods for image datasets, named in the message when a speech method meets image data.
 IMAGE_METHOD_EXAMPLES = ("simclr", "byol", "moco_v2", "moco_v3", "dino", "barlow_twins",
@@ -108,7 +113,7 @@ class DataConfig(_Section):
 
     dataset: Literal[
         "fashion_mnist", "image_folder", "wordnet", "fortunes", "text_file", "spoken_digits",
-        "audio_folder",
+        "audio_folder", "spoken_words",
     ] = "fashion_mnist"  # fmt: skip
     root: str | None = Field(
         None,
@@ -183,6 +188,12 @@ class DataConfig(_Section):
         description="spoken_digits: espeak-ng voices to render the digits in; default "
         "ssl-data's 10 voices",
     )
+    texts: list[str] | None = Field(
+        None,
+        description="spoken_words: text templates of each clip's word, one drawn per sample "
+        "({word}: seven, {digit}: 7, {gloss}: its WordNet gloss); the first renders the "
+        "retrieval gallery; default ['{word}', 'the number {word}', '{gloss}']",
+    )
     heldout_voices: int = Field(
         3,
         ge=1,
@@ -216,6 +227,11 @@ class DataConfig(_Section):
     def is_text(self) -> bool:
         """Whether the dataset is a text corpus (:data:`TEXT_DATASETS`)."""
         return self.dataset in TEXT_DATASETS
+
+    @property
+    def is_paired(self) -> bool:
+        """Whether the dataset pairs speech with text (:data:`PAIRED_DATASETS`)."""
+        return self.dataset in PAIRED_DATASETS
 
     @property
     def is_speech(self) -> bool:
@@ -435,8 +451,13 @@ class LoggingConfig(_Section):
 
 #: Text view generators (``ssl_train.text_data``) and their default for each text method: MLM
 #: masks tokens on the data side; SimCSE's two views are two dropout masks of the same tokens
-#: and causal LM predicts every next token, so both take the tokens as they are.
-TEXT_VIEW_DEFAULTS = {"masked_lm": "mlm_masking", "electra": "mlm_masking"}
+#: and causal LM predicts every next token, so both take the tokens as they are (so does ELMo's
+#: biLM); skip-gram trains on word pairs made on the data side.
+TEXT_VIEW_DEFAULTS = {
+    "masked_lm": "mlm_masking",
+    "electra": "mlm_masking",
+    "skip_gram": "skip_gram_pairs",
+}
 
 
 class Recipe(_Section):
@@ -463,6 +484,11 @@ class Recipe(_Section):
         "ssl_train.text_data.TEXT_VIEWS) and its arguments",
     )
     encoder: dict[str, Any]
+    text_encoder: dict[str, Any] | None = Field(
+        None,
+        description="Paired datasets only (required there): the text tower, e.g. {name: "
+        "bert_tiny} (vocab_size from the tokenizer); encoder is the speech tower",
+    )
     method: dict[str, Any]
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -490,6 +516,8 @@ class Recipe(_Section):
         if not isinstance(tree, dict) or "views" in tree:
             return tree
         data, method = tree.get("data"), tree.get("method")
+        if isinstance(data, dict) and data.get("dataset") in PAIRED_DATASETS:
+            return {**tree, "views": {"name": "random_crop"}}
         if not (isinstance(data, dict) and data.get("dataset") in SPEECH_DATASETS):
             return tree
         name = method.get("name") if isinstance(method, dict) else None
@@ -521,13 +549,25 @@ class Recipe(_Section):
 
     @model_validator(mode="after")
     def _tokenizer_for_text(self) -> Recipe:
-        if self.data.is_text and self.tokenizer is None:
+        if (self.data.is_text or self.data.is_paired) and self.tokenizer is None:
             raise ValueError(
-                f"tokenizer: data.dataset {self.data.dataset} is text and needs a tokenizer: "
+                f"tokenizer: data.dataset {self.data.dataset} "
+                f"{'has' if self.data.is_paired else 'is'} text and needs a tokenizer: "
                 "tokenizer.train {kind: wordpiece, vocab_size: 8000} (trained on the "
                 "pretraining texts at run start) or tokenizer.path (a tokenizer.json)"
             )
-        if not self.data.is_text and self.tokenizer is not None:
+        if self.data.is_paired and self.text_encoder is None:
+            raise ValueError(
+                f"text_encoder: data.dataset {self.data.dataset} pairs speech with text and "
+                "needs a text tower, e.g. text_encoder: {name: bert_tiny} (encoder is the "
+                "speech tower)"
+            )
+        if not self.data.is_paired and self.text_encoder is not None:
+            raise ValueError(
+                f"text_encoder: data.dataset {self.data.dataset} trains one encoder; "
+                f"text_encoder is for paired datasets ({', '.join(PAIRED_DATASETS)})"
+            )
+        if not (self.data.is_text or self.data.is_paired) and self.tokenizer is not None:
             kind = "speech" if self.data.is_speech else "images"
             raise ValueError(
                 f"tokenizer: data.dataset {self.data.dataset} is {kind}; tokenizer is for "
@@ -554,6 +594,8 @@ class Recipe(_Section):
         out = handler(self)
         if self.tokenizer is None:  # image recipes resolve (and hash) as before text existed
             out.pop("tokenizer", None)
+        if self.text_encoder is None:  # and as before paired (CLIP) recipes existed
+            out.pop("text_encoder", None)
         return out
 
     def to_yaml(self) -> str:
@@ -741,6 +783,11 @@ def _check_builds(recipe: Recipe, source: str) -> None:
 
     if recipe.data.is_text:
         _check_text_builds(recipe, source, fail)
+        return
+    if recipe.data.is_paired:
+        from ssl_train.paired_data import check_paired_builds
+
+        check_paired_builds(recipe, source)
         return
     if recipe.data.is_speech:
         _check_speech_builds(recipe, source, fail)

@@ -27,10 +27,18 @@ from tokenizers import Tokenizer
 from ssl_data import load_fortunes, load_wordnet_glosses
 from ssl_data.datasets.corrupt import CorruptFiles
 from ssl_data.datasets.text_files import iter_text_files
-from ssl_data.text import MLMMasking, TextCollator, load_tokenizer, save_tokenizer, train_tokenizer
+from ssl_data.text import (
+    MLMMasking,
+    SpecialTokens,
+    TextCollator,
+    load_tokenizer,
+    save_tokenizer,
+    train_tokenizer,
+)
 from ssl_data.text.collate import collate_encodings
 from ssl_train.errors import RecipeError, SslTrainError
 from ssl_train.recipe import Recipe
+from ssl_train.skip_gram_data import SkipGramPairs, SkipGramPairsView, skip_gram_settings
 
 logger = logging.getLogger("ssl_train")
 EXAMPLE_INPUTS = 64
@@ -80,17 +88,26 @@ class TokensView:
 
 
 #: Text view generators by name (``views.name`` of a text recipe).
-TEXT_VIEWS: dict[str, type] = {"mlm_masking": MLMMaskingView, "tokens": TokensView}
-#: The text methods a recipe can train, and the views each takes.
+TEXT_VIEWS: dict[str, type] = {
+    "mlm_masking": MLMMaskingView,
+    "tokens": TokensView,
+    "skip_gram_pairs": SkipGramPairsView,
+}
+#: The text methods a recipe can train, and the views each takes. ELMo's biLM predicts the
+#: next and previous tokens (its targets are made inside, like causal LM's); skip-gram trains
+#: on word pairs with negatives made here (:mod:`ssl_train.skip_gram_data`).
 TEXT_METHODS: dict[str, tuple[str, ...]] = {
     "masked_lm": ("mlm_masking",),
     "simcse": ("tokens",),
     "causal_lm": ("tokens",),
     "electra": ("mlm_masking",),
+    "bilm": ("tokens",),
+    "skip_gram": ("skip_gram_pairs",),
 }
+TextView = MLMMaskingView | TokensView | SkipGramPairsView
 
 
-def build_text_views(recipe: Recipe) -> MLMMaskingView | TokensView:
+def build_text_views(recipe: Recipe) -> TextView:
     """The text view generator a recipe names, checked against its method.
 
     Raises:
@@ -108,7 +125,7 @@ def build_text_views(recipe: Recipe) -> MLMMaskingView | TokensView:
             f"{name!r} is not a text view generator; data.dataset {recipe.data.dataset} is text, "
             f"whose views are: {', '.join(known)}; leave views out for the method's default"
         )
-    view: MLMMaskingView | TokensView = TEXT_VIEWS[name](**kwargs)
+    view: TextView = TEXT_VIEWS[name](**kwargs)
     method = recipe.method.get("name")
     allowed = TEXT_METHODS.get(str(method), ())
     if allowed and name not in allowed:
@@ -282,11 +299,22 @@ class TextData:
         self.masking = (
             view.masking(tokenizer, recipe.seed) if isinstance(view, MLMMaskingView) else None
         )
+        self.skip_gram: SkipGramPairs | None = None
+        if isinstance(view, SkipGramPairsView):
+            window, negatives, power = skip_gram_settings(recipe.method)
+            self.skip_gram = SkipGramPairs(
+                [np.asarray(e.ids, dtype=np.int64) for e in self.encodings],
+                tokenizer.get_vocab_size(), view, window, negatives, power, recipe.seed,
+                SpecialTokens.of(tokenizer).all_ids,
+            )  # fmt: skip
 
     def batch(self, indices: np.ndarray, epoch: int) -> dict[str, torch.Tensor]:
         """The batch of ``indices``: ``input_ids``, ``attention_mask`` (and ``labels`` for MLM),
-        each ``(B, L) int64``, right-padded to the longest text; the same for the same
-        (indices, epoch) in any process."""
+        each ``(B, L) int64``, right-padded to the longest text; for skip-gram the texts' word
+        pairs instead (:meth:`ssl_train.skip_gram_data.SkipGramPairs.batch`). The same for the
+        same (indices, epoch) in any process."""
+        if self.skip_gram is not None:
+            return self.skip_gram.batch(indices, epoch)
         b = collate_encodings([self.encodings[i] for i in indices], self.collator.pad_id)
         if self.masking is not None:
             b = self.masking.mask_batch(b, indices, epoch)

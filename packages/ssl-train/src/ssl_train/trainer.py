@@ -53,6 +53,7 @@ from ssl_train.logging import METRICS_FILE, JsonlSink, MetricLogger, MlflowSink,
 from ssl_train.logging.mlflow_sink import import_mlflow
 from ssl_train.online_eval import Evaluation, OnlineEvaluator
 from ssl_train.optim import build_optimizer, set_learning_rate
+from ssl_train.paired_data import PairedData, build_clip_model, load_paired_data
 from ssl_train.profiling import StepProfiler, format_summary
 from ssl_train.recipe import Recipe
 from ssl_train.rng_state import RngState
@@ -62,6 +63,7 @@ from ssl_train.speech_data import SpeechData, load_speech_data, restore_step_sch
 from ssl_train.step import broadcast_flag, forward_backward, reduce_step
 from ssl_train.stop_signals import StopSignals
 from ssl_train.text_data import TextData, encoder_config, load_text_data, write_hf_model
+from ssl_train.word_vectors import write_word_vectors
 
 _log = logging.getLogger("ssl_train")
 
@@ -109,6 +111,8 @@ def build_model(recipe: Recipe, vocab_size: int | None = None) -> ssl_models.SSL
     Raises:
         SslTrainError: A text recipe without a vocabulary size, or one that disagrees.
     """
+    if recipe.data.is_paired:  # two towers: encoder (speech) and text_encoder
+        return build_clip_model(recipe, vocab_size)
     torch.manual_seed(recipe.seed)
     encoder = ssl_models.build_encoder(encoder_config(recipe, vocab_size))
     return ssl_models.build_method(recipe.method, encoder)
@@ -132,7 +136,7 @@ class _Run:
 
     ctx: DistContext
     recipe_yaml: str
-    data: ImageData | TextData | SpeechData
+    data: ImageData | TextData | SpeechData | PairedData
     per_epoch: int
     total: int
     micro: int
@@ -229,7 +233,7 @@ class Trainer:
         resume_step = counters.step if self.resume else None
         logger = MetricLogger(self._sinks(counters.loggers, resume_step, run) if main else [])
         want_map = r.logging.plots and r.logging.embedding_map and has_labelled_eval(r)
-        tokenizer = run.data.tokenizer if isinstance(run.data, TextData) else None
+        tokenizer = run.data.tokenizer if isinstance(run.data, TextData | PairedData) else None
         evaluator = (
             OnlineEvaluator(r, run.ctx.device, tokenizer)
             if main and (run.eval_period or want_map)
@@ -261,6 +265,10 @@ class Trainer:
             if main and text and out.paused is None
             else None
         )
+        if main and out.paused is None and r.method.get("name") == "skip_gram":
+            assert isinstance(run.data, TextData)
+            vectors = write_word_vectors(final_model, run.data.tokenizer, self.output)
+            _log.info("word vectors: %s (ssl_train.word_vectors.load_word_vectors)", vectors)
         evaluation = out.last_eval.metrics() if out.last_eval is not None else None
         result = TrainResult(counters.step, out.loss, out.images_per_s, out.seconds,
                              out.checkpoint, out.stopped, counters.skipped, evaluation,
@@ -290,8 +298,10 @@ class Trainer:
         if ctx.is_main:
             self._prepare_output()
             (self.output / "recipe.yaml").write_text(recipe_yaml)
-        data: ImageData | TextData | SpeechData
-        if r.data.is_text:
+        data: ImageData | TextData | SpeechData | PairedData
+        if r.data.is_paired:
+            data = load_paired_data(r, self.output, ctx.is_main, ctx.barrier)
+        elif r.data.is_text:
             data = load_text_data(r, self.output, ctx.is_main, ctx.barrier)
         elif r.data.is_speech:
             data = load_speech_data(r, self.output, ctx.is_main, ctx.barrier)
@@ -308,7 +318,7 @@ class Trainer:
         total = r.budget.steps if r.budget.steps is not None else math.ceil(epochs * per_epoch)
         random.seed(r.seed)
         np.random.seed(r.seed % 2**32)
-        vocab = data.tokenizer.get_vocab_size() if isinstance(data, TextData) else None
+        vocab = data.tokenizer.get_vocab_size() if isinstance(data, TextData | PairedData) else None
         model = build_model(r, vocab)
         examples = data.example_inputs()
         model.to(ctx.device)
@@ -362,7 +372,7 @@ class Trainer:
         if state.dataset_size is not None and state.dataset_size != n:
             source = (
                 f"data.dataset={r.data.dataset!r}"
-                if r.data.is_text or r.data.dataset == "spoken_digits"
+                if r.data.is_text or r.data.dataset in ("spoken_digits", "spoken_words")
                 else describe_source(r)
             )
             raise CheckpointError(
@@ -591,7 +601,7 @@ class Trainer:
         if not is_sharded(run.model):
             return run.model
         data = run.data
-        vocab = data.tokenizer.get_vocab_size() if isinstance(data, TextData) else None
+        vocab = data.tokenizer.get_vocab_size() if isinstance(data, TextData | PairedData) else None
         return unsharded_copy(run.model, lambda: build_model(self.recipe, vocab), run.ctx.is_main)
 
     def _sinks(self, loggers: dict[str, Any], resume_step: int | None, run: _Run) -> list[Any]:

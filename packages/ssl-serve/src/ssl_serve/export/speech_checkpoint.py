@@ -29,7 +29,8 @@ from ssl_serve.export.checkpoint import (
 )
 
 #: ``data.dataset`` values of ssl-train's speech recipes.
-SPEECH_DATASETS = ("spoken_digits", "audio_folder")
+# spoken_words: a CLIP run (spoken word <-> text); its audio tower (`encoder`) is exported.
+SPEECH_DATASETS = ("spoken_digits", "audio_folder", "spoken_words")
 
 
 def _read_recipe(folder: Path) -> tuple[dict[str, Any], bytes]:
