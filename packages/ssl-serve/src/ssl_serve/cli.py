@@ -341,22 +341,11 @@ def _export_bundle(args: argparse.Namespace, output: Path) -> int:
         )
         v = bundle["validation"]
         p = bundle["preprocessing"]
-        print(f"exported {bundle['name']}/{bundle['version']} to {output}")
         if bundle["modality"] == "audio":
-            print(
-                f"audio model: dim {bundle['embedding_dim']}, {p['sample_rate']} Hz, max "
-                f"{p['max_seconds']:g} s, pooling {p['pooling']} over real frames, waveform "
-                f"normalisation {'on' if p['normalize'] else 'off'}"
-            )
-            print(
-                f"validation on {v['num_inputs']} real recordings ({v['clip_seconds'][0]:g}-"
-                f"{v['clip_seconds'][1]:g} s, recorded at {v['source_rates']} Hz) at batch "
-                f"sizes {v['batch_sizes']}: max_abs_diff={v['max_abs_diff']:.3g} "
-                f"min_cosine={v['min_cosine']:.9f} max_norm_error={v['max_norm_error']:.3g} "
-                f"(tolerance {v['tolerance']:g})"
-            )
+            _print_audio_export(bundle, output)
             _print_variants(v)
             return 0
+        print(f"exported {bundle['name']}/{bundle['version']} to {output}")
         print(
             f"text model: dim {bundle['embedding_dim']}, pooling {p['pooling']}, max_length "
             f"{p['max_length']} tokens, inputs {[i['name'] for i in bundle['inputs']]}"
