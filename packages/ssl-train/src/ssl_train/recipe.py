@@ -765,8 +765,28 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     return recipe_from_dict(tree, overrides, source=str(path))
 
 
-def _check_builds(recipe: Recipe, source: str) -> None:
+def _build_encoder_and_method(
+    encoder_config: Mapping[str, Any], method_config: Mapping[str, Any], fail: Any
+) -> Any:
+    """Build the encoder, then the method on it (checking both); returns the encoder.
+
+    Raises:
+        RecipeError: ``fail(section, error, registry)``'s error for the section that fails.
+    """
     import ssl_models
+
+    try:
+        encoder = ssl_models.build_encoder(encoder_config)
+    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
+        raise fail("encoder", err, ssl_models.ENCODERS) from None
+    try:
+        ssl_models.build_method(method_config, encoder)
+    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
+        raise fail("method", err, ssl_models.METHODS) from None
+    return encoder
+
+
+def _check_builds(recipe: Recipe, source: str) -> None:
     from ssl_train.data import VIEWS, build_views
 
     def fail(section: str, err: Exception, registry: Mapping[str, Any]) -> RecipeError:
@@ -805,14 +825,7 @@ def _check_builds(recipe: Recipe, source: str) -> None:
         build_views(recipe)
     except (KeyError, TypeError, ValueError) as err:
         raise fail("views", err, VIEWS) from None
-    try:
-        encoder = ssl_models.build_encoder(recipe.encoder)
-    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
-        raise fail("encoder", err, ssl_models.ENCODERS) from None
-    try:
-        ssl_models.build_method(recipe.method, encoder)
-    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
-        raise fail("method", err, ssl_models.METHODS) from None
+    _build_encoder_and_method(recipe.encoder, recipe.method, fail)
     in_ch = _encoder_in_channels(recipe.encoder)
     if in_ch is not None and in_ch != recipe.data.channels:
         raise RecipeError(
@@ -824,7 +837,6 @@ def _check_builds(recipe: Recipe, source: str) -> None:
 def _check_text_builds(recipe: Recipe, source: str, fail: Any) -> None:
     """:func:`_check_builds` for a text recipe: a text method, a text view the method takes, and
     the encoder built with the tokenizer's vocabulary size (or its target, before training)."""
-    import ssl_models
     from ssl_data.text import load_tokenizer
     from ssl_train.text_data import TEXT_VIEWS, build_text_views, check_text_method
 
@@ -842,14 +854,7 @@ def _check_text_builds(recipe: Recipe, source: str, fail: Any) -> None:
     if cfg.path is not None and Path(cfg.path).exists():
         vocab = load_tokenizer(cfg.path).get_vocab_size()
     config = {"vocab_size": vocab or 1000, **recipe.encoder}
-    try:
-        encoder = ssl_models.build_encoder(config)
-    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
-        raise fail("encoder", err, ssl_models.ENCODERS) from None
-    try:
-        ssl_models.build_method(recipe.method, encoder)
-    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
-        raise fail("method", err, ssl_models.METHODS) from None
+    encoder = _build_encoder_and_method(config, recipe.method, fail)
     longest = getattr(encoder, "max_position_embeddings", None)
     if isinstance(longest, int) and recipe.data.max_length > longest:
         raise RecipeError(
@@ -861,7 +866,6 @@ def _check_text_builds(recipe: Recipe, source: str, fail: Any) -> None:
 def _check_speech_builds(recipe: Recipe, source: str, fail: Any) -> None:
     """:func:`_check_builds` for a speech recipe: a speech method on the ``wav2vec2`` encoder,
     and the span-mask view for the recipe's crop."""
-    import ssl_models
     from ssl_train.speech_data import (
         SPEECH_VIEWS,
         build_speech_views,
@@ -882,14 +886,7 @@ def _check_speech_builds(recipe: Recipe, source: str, fail: Any) -> None:
         build_speech_views(recipe)
     except (KeyError, TypeError, ValueError) as err:
         raise fail("views", err, SPEECH_VIEWS) from None
-    try:
-        encoder = ssl_models.build_encoder(recipe.encoder)
-    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
-        raise fail("encoder", err, ssl_models.ENCODERS) from None
-    try:
-        ssl_models.build_method(recipe.method, encoder)
-    except (ssl_models.SslModelsError, TypeError, ValueError) as err:
-        raise fail("method", err, ssl_models.METHODS) from None
+    _build_encoder_and_method(recipe.encoder, recipe.method, fail)
     field = receptive_field(recipe.encoder)
     crop = round(recipe.data.crop_seconds * recipe.data.sample_rate)
     if crop < field:
