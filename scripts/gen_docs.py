@@ -1,7 +1,9 @@
-"""Generate the documentation site's reference pages from the sources, so they never go stale.
+"""Generate the documentation's reference pages from the sources, so they never go stale.
 
-mkdocs-gen-files runs this script at the start of every ``mkdocs build`` (see ``mkdocs.yml``);
-the pages exist only inside the build. It writes:
+The pages are committed under ``docs/reference/`` (so they read on GitHub too) and checked:
+``./dev run docs:build`` runs ``--check`` before ``mkdocs build`` and fails on a stale page, as
+does ``tests/test_docs_reference.py``. Regenerate them after changing a CLI flag, a recipe key or
+a proto comment: ``./dev run docs:gen`` (``python scripts/gen_docs.py``). It writes:
 
 - ``reference/cli.md``: the ``--help`` of ``ssl-train``, ``ssl-serve``, ``ssl-data`` and of every
   subcommand, from the packages' importable argparse parsers (``<package>.cli.build_parser``).
@@ -12,7 +14,7 @@ the pages exist only inside the build. It writes:
 - ``reference/grpc.md``: services, RPCs, messages, fields and enums of ``proto/**/*.proto`` with
   their leading comments.
 
-Run it alone to look at the pages: ``python scripts/gen_docs.py --output /tmp/docs-ref``.
+``--output DIR`` writes the pages under another folder instead.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 # argparse wraps help text to the terminal width: fix it so the pages do not depend on who builds.
 os.environ["COLUMNS"] = "100"
 
@@ -570,10 +573,33 @@ def write_pages(opener: Opener) -> None:
             fh.write(make())
 
 
+def stale_pages(docs: Path) -> list[str]:
+    """The generated pages whose file under ``docs`` is missing or differs from the sources."""
+    return [
+        path
+        for path, make in PAGES.items()
+        if not (docs / path).is_file() or (docs / path).read_text(encoding="utf-8") != make()
+    ]
+
+
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, required=True, help="folder for the pages")
+    parser.add_argument("--output", type=Path, default=DOCS, help="docs folder (default: docs/)")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 when a page is stale"
+    )
     args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_pages(args.output)
+        if stale:
+            print(
+                f"stale generated pages under {args.output}: {', '.join(stale)}; regenerate them "
+                "with ./dev run docs:gen (python scripts/gen_docs.py) and commit them",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{', '.join(PAGES)} under {args.output} match the sources")
+        return 0
 
     def opener(path: str, mode: str) -> IO[str]:
         target = args.output / path
@@ -587,7 +613,3 @@ def _main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main())
-else:  # run by mkdocs-gen-files (runpy) during the build
-    import mkdocs_gen_files
-
-    write_pages(mkdocs_gen_files.open)  # type: ignore[arg-type]
