@@ -3,6 +3,8 @@
 import gzip
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,44 @@ def test_wordpiece_round_trips_glosses(wordpiece, glosses):
     assert (
         wordpiece.decode(wordpiece.encode("the cat sat on the mat").ids) == "the cat sat on the mat"
     )
+
+
+_TRAIN_IN_A_NEW_PROCESS = """
+import sys
+from ssl_data.datasets.wordnet import bundled_sample_root, load_wordnet_glosses
+from ssl_data.text import train_tokenizer
+texts = load_wordnet_glosses(bundled_sample_root()).texts
+sys.stdout.write(train_tokenizer(texts, kind=sys.argv[1], vocab_size=3000).to_str())
+"""
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_training_gives_the_same_ids_in_every_process(kind):
+    """The Rust trainer numbers WordPiece's alphabet in hash-map order, which changes between
+    processes; the ids are renumbered so the same corpus gives the same tokenizer file."""
+    command = [sys.executable, "-c", _TRAIN_IN_A_NEW_PROCESS, kind]
+    runs = [
+        subprocess.run(command, capture_output=True, text=True, check=True, timeout=120).stdout
+        for _ in range(3)
+    ]
+    assert runs[0] == runs[1] == runs[2]
+    vocab = json.loads(runs[0])["model"]["vocab"]
+    assert sorted(vocab.values()) == list(range(len(vocab)))
+
+
+def test_pinned_continuation_tokens_are_ordinary_pieces(wordpiece, glosses):
+    """The "##x" tokens pinned during training are vocabulary entries, not added tokens: they
+    are not special, decoding keeps them, and every one of them is used on the corpus."""
+    assert sorted(wordpiece.get_added_tokens_decoder()) == [0, 1, 2, 3, 4]
+    vocab = wordpiece.get_vocab()
+    continuation = sorted(t for t in vocab if t.startswith("##") and len(t) == 3)
+    assert [vocab[t] for t in continuation] == list(range(5, 5 + len(continuation)))
+    text = "the unbelievably quixotic zebra"
+    enc = wordpiece.encode(text)
+    assert any(t.startswith("##") for t in enc.tokens)
+    assert wordpiece.decode(enc.ids) == text
+    used = {t for g in glosses for t in wordpiece.encode(g).tokens}
+    assert set(continuation) <= used
 
 
 def test_wordpiece_specials_and_pair_template(wordpiece):

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from ssl_models.text import TokenLevelLM
 from ssl_train.distributed import DistContext
 from ssl_train.fsdp import set_gradient_sync
 from ssl_train.profiling import StepProfiler
@@ -51,7 +52,10 @@ def forward_backward(
         profiler: Marks the data, forward and backward phases while it records.
 
     Returns:
-        Scalar float32: the mean loss over the micro-batches (detached).
+        Scalar float32 (detached): the mean loss over the micro-batches; for token-level
+        language models (:class:`~ssl_models.text.TokenLevelLM`) this rank's share of the
+        step's per-token mean times the world size, so the mean over ranks
+        (:func:`reduce_step`) is the per-token mean of the whole global batch.
     """
     accum = recipe.trainer.accumulate_steps
     precision = recipe.trainer.precision
@@ -61,20 +65,30 @@ def forward_backward(
         else contextlib.nullcontext()
     )
     phase = profiler.phase if profiler is not None else _no_phase
+
+    def load(a: int) -> Any:
+        with phase("data"):
+            batch = batches(rank_idx[a * micro : (a + 1) * micro], epoch)
+        if isinstance(batch, Mapping):
+            return {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+        views = [v.to(ctx.device, non_blocking=True) for v in batch]
+        if recipe.trainer.channels_last:
+            views = [v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
+                     for v in views]  # fmt: skip
+        return views
+
+    method = _unwrapped(runner)
+    per_token = isinstance(method, TokenLevelLM)
+    if isinstance(method, TokenLevelLM):
+        # Token-level LMs: every micro-batch's summed token loss is divided by the predicted
+        # tokens of the whole step on every rank, so accumulation and data parallelism give the
+        # gradient of one big batch's per-token mean (ssl_models.text.accumulation); the world
+        # size factor undoes the gradient averaging of DDP and FSDP.
+        loaded = [load(a) for a in range(accum)]
+        num_items = _global_sum(sum(method.num_loss_tokens(b) for b in loaded), ctx)
     total = torch.zeros((), device=ctx.device)
     for a in range(accum):
-        idx = rank_idx[a * micro : (a + 1) * micro]
-        with phase("data"):
-            batch = batches(idx, epoch)
-        if isinstance(batch, Mapping):
-            batch_views: Any = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
-        else:
-            batch_views = [v.to(ctx.device, non_blocking=True) for v in batch]
-        if recipe.trainer.channels_last and not isinstance(batch, Mapping):
-            batch_views = [
-                v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
-                for v in batch_views
-            ]
+        batch_views = loaded[a] if per_token else load(a)
         last = a == accum - 1
         if accum > 1:
             set_gradient_sync(runner, last)
@@ -85,11 +99,32 @@ def forward_backward(
         )
         with sync:
             with phase("forward"), autocast:
-                loss = runner(batch_views)
+                if per_token:
+                    share = runner(batch_views, num_items_in_batch=num_items) * ctx.world_size
+                else:
+                    share = runner(batch_views) / accum
             with phase("backward"):
-                scaler.scale(loss / accum).backward()
-        total += loss.detach().float() / accum
+                scaler.scale(share).backward()
+        total += share.detach().float()
     return total
+
+
+def _unwrapped(runner: torch.nn.Module) -> torch.nn.Module:
+    """The method inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        inner = getattr(runner, "module", None) or getattr(runner, "_orig_mod", None)
+        if not isinstance(inner, torch.nn.Module):
+            return runner
+        runner = inner
+
+
+def _global_sum(count: int, ctx: DistContext) -> int:
+    """``count`` summed over the ranks (one all-reduce on the run's device)."""
+    if ctx.world_size == 1:
+        return count
+    t = torch.tensor(count, dtype=torch.int64, device=ctx.device)
+    dist.all_reduce(t)
+    return int(t.item())
 
 
 @contextlib.contextmanager

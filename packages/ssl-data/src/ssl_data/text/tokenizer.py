@@ -22,8 +22,9 @@ vocabulary.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -188,6 +189,13 @@ def build_tokenizer(kind: TokenizerKind, lowercase: bool | None = None) -> Token
     return tok
 
 
+def _without_added_tokens(tok: Tokenizer, contents: set[str]) -> Tokenizer:
+    """``tok`` without the added-token entries of ``contents`` (they stay in the model's vocab)."""
+    spec = json.loads(tok.to_str())
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] not in contents]
+    return Tokenizer.from_str(json.dumps(spec))
+
+
 def train_tokenizer(
     texts_or_files: Iterable[str | Path],
     kind: TokenizerKind = "wordpiece",
@@ -233,33 +241,36 @@ def train_tokenizer(
 
     Reference: Devlin et al., arXiv:1810.04805 (BERT); Sennrich et al., arXiv:1508.07909 (BPE).
     """
-    tok = build_tokenizer(kind, lowercase)
     specials = WORDPIECE_SPECIAL_TOKENS if kind == "wordpiece" else BPE_SPECIAL_TOKENS
     if vocab_size <= len(specials):
         raise ValueError(f"vocab_size must exceed {len(specials)} special tokens, got {vocab_size}")
     if min_frequency < 1:
         raise ValueError(f"min_frequency must be >= 1, got {min_frequency}")
     corrupt = on_corrupt if isinstance(on_corrupt, CorruptFiles) else CorruptFiles(on_corrupt)
-    trainer: trainers.Trainer
     if kind == "wordpiece":
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=list(specials),
-            limit_alphabet=limit_alphabet,
-            continuing_subword_prefix="##",
-            show_progress=show_progress,
-        )
-    else:
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=list(specials),
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=show_progress,
-        )
-    tok.train_from_iterator(_iter_texts(texts_or_files, jsonl_field, corrupt), trainer=trainer)
-    if kind == "wordpiece":
+        # The trainer numbers continuation tokens ("##a") in the iteration order of a Rust hash
+        # map, which changes from process to process, and breaks ties between equally
+        # frequent merges by those numbers, so the same corpus could give another vocabulary
+        # (huggingface/tokenizers#1794). A first pass finds them; the second pins them, in
+        # string order, right after the special tokens, so every run gets the same tokenizer.
+        items = texts_or_files if isinstance(texts_or_files, list | tuple) else list(texts_or_files)
+
+        def wordpiece(pinned: Sequence[str], record: CorruptFiles) -> Tokenizer:
+            trained = build_tokenizer(kind, lowercase)
+            trainer = trainers.WordPieceTrainer(
+                vocab_size=vocab_size,
+                min_frequency=min_frequency,
+                special_tokens=[*specials, *pinned],
+                limit_alphabet=limit_alphabet,
+                continuing_subword_prefix="##",
+                show_progress=show_progress,
+            )
+            trained.train_from_iterator(_iter_texts(items, jsonl_field, record), trainer=trainer)
+            return trained
+
+        first = wordpiece([], CorruptFiles(corrupt.policy))
+        continuation = sorted(t for t in first.get_vocab() if t.startswith("##") and len(t) == 3)
+        tok = _without_added_tokens(wordpiece(continuation, corrupt), set(continuation))
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]",
@@ -267,6 +278,15 @@ def train_tokenizer(
             special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
         )
     else:
+        tok = build_tokenizer(kind, lowercase)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=list(specials),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=show_progress,
+        )
+        tok.train_from_iterator(_iter_texts(texts_or_files, jsonl_field, corrupt), trainer=trainer)
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
     if output is not None:
         save_tokenizer(tok, output)
