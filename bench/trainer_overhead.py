@@ -144,9 +144,9 @@ def trainer_run(recipe: Recipe) -> tuple[tuple[float, float], list[float], float
     """((wall, CPU) s per step, losses from metrics.jsonl, wall s of fit) of the full Trainer."""
     stamps: Stamps = []
 
-    def build_and_stamp(r: Recipe) -> SSLMethod:
+    def build_and_stamp(r: Recipe, vocab_size: int | None = None) -> SSLMethod:
         nonlocal stamps
-        model = build_model(r)
+        model = build_model(r, vocab_size)
         stamps = _stamp(model)
         return model
 
