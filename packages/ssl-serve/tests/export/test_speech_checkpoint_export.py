@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,15 @@ def test_export_checkpoint_dispatches_on_the_dataset(exported, tmp_path) -> None
     assert not is_speech_checkpoint(image_run)
     with pytest.raises(CheckpointError, match="data.dataset is 'fashion_mnist', not a speech"):
         export_speech_checkpoint(image_run, tmp_path / "c", name="x")
+
+
+def test_a_speech_classifier_checkpoint_is_refused_not_exported_headless(exported, tmp_path):
+    """A fine-tuned speech classifier (classifier.json beside the weights) would export as a
+    plain encoder bundle with its head silently dropped: refused with the reason instead."""
+    run, _ = exported
+    classifier = tmp_path / "classifier"
+    shutil.copytree(run / "checkpoints" / "step-00000007", classifier)
+    (classifier / "classifier.json").write_text(json.dumps({"labels": ["0", "1"]}))
+    with pytest.raises(CheckpointError, match="fine-tuned speech classifier"):
+        export_speech_checkpoint(classifier, tmp_path / "b", name="x")
+    assert not (tmp_path / "b").exists()

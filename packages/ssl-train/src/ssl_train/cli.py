@@ -500,8 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a classifier head on a pretrained encoder (linear probe or full fine-tune)",
         description="Train a linear classifier on a pretrained encoder with the labels of the "
         "encoder recipe's dataset (Fashion-MNIST classes, an image_folder run's class "
-        "sub-folders, WordNet supersenses, fortune categories) or of --set data.path=FILE (a "
-        "text run: one 'label<TAB>text' per line; an image_folder run: a folder of class "
+        "sub-folders, WordNet supersenses, fortune categories, spoken digits by held-out voice, "
+        "an audio_folder run's class sub-folders) or of --set data.path=FILE (a text run: one "
+        "'label<TAB>text' per line; an image_folder or audio_folder run: a folder of class "
         "sub-folders): --mode linear freezes the encoder, --mode full trains it too "
         "(optionally with layer_decay for ViTs). A seeded part of the train split is held out; "
         "training stops when its top-1 has not improved for early_stopping.patience epochs, and "

@@ -5,10 +5,12 @@ features are computed once, in eval mode, and the head trains on them); ``mode: 
 encoder and head together, optionally with layer-wise learning-rate decay for ViTs. A seeded
 part of the labelled train split is held out for validation; training stops early when the
 validation top-1 has not improved for ``early_stopping.patience`` epochs, and the best epoch's
-weights are kept as the run's checkpoint (:mod:`ssl_train.classifier`). Images are not
-augmented. Image runs (Fashion-MNIST, image folders) and text runs (WordNet supersenses,
-fortune categories, or a ``label<TAB>text`` file) are fine-tuned alike; where the labels come
-from is :mod:`ssl_train.finetune_data`'s.
+weights are kept as the run's checkpoint (:mod:`ssl_train.classifier`). Images and clips
+are not augmented. Image runs (Fashion-MNIST, image folders), text runs (WordNet supersenses,
+fortune categories, or a ``label<TAB>text`` file) and speech runs (spoken digits by voice, audio
+folders) are fine-tuned alike; where the labels come from is :mod:`ssl_train.finetune_data`'s.
+Speech clips are whole, zero-padded per batch with their lengths, so the encoder pools over
+each clip's real frames only (as ``ssl-train evaluate`` embeds them).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from ssl_train.data import epoch_order
 from ssl_train.early_stopping import EarlyStopping
 from ssl_train.errors import SslTrainError
 from ssl_train.evaluation.metrics import topk_accuracy
-from ssl_train.finetune_data import LabelledSplits, load_labelled_splits
+from ssl_train.finetune_data import LabelledSplits, check_single_encoder, load_labelled_splits
 from ssl_train.finetune_recipe import (
+    SPEECH_BATCH_SIZE,
     FinetuneRecipe,
     finetune_recipe,
     load_finetune_recipe,
@@ -40,6 +43,10 @@ from ssl_train.finetune_recipe import (
 from ssl_train.optim import build_optimizer, set_learning_rate
 from ssl_train.recipe import Recipe, load_recipe
 from ssl_train.schedule import warmup_cosine
+
+#: Examples per forward pass when embedding (linear mode) or scoring, by ``LabelledSplits.unit``:
+#: whole clips padded to the longest of a batch cost far more than images.
+EVAL_CHUNK = {"images": 1024, "texts": 256, "clips": 32}
 
 __all__ = [
     "FinetuneRecipe",
@@ -71,6 +78,7 @@ def _pretrained(checkpoint: str | Path) -> tuple[Path, Recipe, torch.nn.Module]:
 
     folder = resolve_checkpoint(checkpoint)
     recipe = load_recipe(folder / "recipe.yaml")
+    check_single_encoder(recipe)
     vocab = None
     if recipe.data.is_text:
         from ssl_train.text_data import run_tokenizer
@@ -133,6 +141,11 @@ class Finetuner:
             limit=r.data.limit, checkpoint=source,
         )  # fmt: skip
         labels, test_labels, names = splits.train_labels, splits.test_labels, splits.names
+        if splits.unit == "clips" and "batch_size" not in r.budget.model_fields_set:
+            # Speech datasets are small (spoken digits: 63 training clips), and whole clips
+            # cost far more than an image per step.
+            budget = r.budget.model_copy(update={"batch_size": SPEECH_BATCH_SIZE})
+            r = r.model_copy(update={"budget": budget})
         n = len(labels)
         perm = np.random.default_rng(r.seed).permutation(n)
         n_val = max(1, round(n * r.data.val_fraction))
@@ -141,7 +154,7 @@ class Finetuner:
         if len(train_idx) < batch:
             raise SslTrainError(
                 f"{len(train_idx)} training {splits.unit} after holding out {n_val} for validation, "
-                f"fewer than budget.batch_size={batch}"
+                f"fewer than budget.batch_size={batch}; lower it"
             )
         self._prepare_output()
         (self.output / "finetune.yaml").write_text(r.to_yaml())
@@ -150,6 +163,8 @@ class Finetuner:
         model = EncoderClassifier(encoder, len(names), batch_norm=r.batch_norm).to(device)
         y_all = torch.from_numpy(labels).to(device)
         linear = r.mode == "linear"
+        # Scoring head-only logits of precomputed features is cheap whatever the modality.
+        chunk = 1024 if linear or splits.unit != "clips" else EVAL_CHUNK["clips"]
         if linear:
             model.encoder.requires_grad_(False)
             feats = self._features(model, splits, "train", len(labels), device)
@@ -211,7 +226,7 @@ class Finetuner:
                     ips = batch * step / max(1e-9, time.perf_counter() - start)
                     bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}", per_s=f"{ips:.0f}",
                                     best_val_top1=f"{best.get('val_top1', 0):.4f}")  # fmt: skip
-                val_top1, val_top5 = self._accuracy(model, logits_of, val_idx, labels)
+                val_top1, val_top5 = self._accuracy(model, logits_of, val_idx, labels, chunk)
                 row = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
                        "val_top1": val_top1, "val_top5": val_top5, "lr": lr,
                        "elapsed_s": time.perf_counter() - start}  # fmt: skip
@@ -251,7 +266,7 @@ class Finetuner:
                 return model(*(x.to(device) for x in splits.inputs("test", idx)))
 
         test_top1, test_top5 = self._accuracy(
-            model, logits_of, np.arange(len(test_labels)), test_labels
+            model, logits_of, np.arange(len(test_labels)), test_labels, chunk
         )
         result = FinetuneResult(best_epoch, epoch + 1, best["val_top1"], best["val_top5"],
                                 test_top1, test_top5, ckpt, stopped,
@@ -274,7 +289,7 @@ class Finetuner:
         device: torch.device,
     ) -> torch.Tensor:
         model.encoder.eval()
-        chunk = 1024 if splits.unit == "images" else 256
+        chunk = EVAL_CHUNK[splits.unit]
         return torch.cat(
             [
                 model.encoder(
@@ -291,12 +306,13 @@ class Finetuner:
         logits_of: Callable[[np.ndarray], torch.Tensor],
         idx: np.ndarray,
         labels: np.ndarray,
+        chunk: int,
     ) -> tuple[float, float]:
         was_training = model.training
         model.eval()
         try:
-            scores = torch.cat([logits_of(idx[i : i + 1024]).float().cpu()
-                                for i in range(0, len(idx), 1024)])  # fmt: skip
+            scores = torch.cat([logits_of(idx[i : i + chunk]).float().cpu()
+                                for i in range(0, len(idx), chunk)])  # fmt: skip
         finally:
             model.train(was_training)
         top1, top5 = topk_accuracy(scores, labels[idx], (1, 5))

@@ -13,6 +13,14 @@ Where the labels come from, by the pretraining recipe's ``data.dataset``:
   ``label<TAB>text`` (UTF-8; blank lines and lines starting with ``#`` skipped; the label is
   everything before the first tab), split as an image folder is. Class ids follow the sorted
   label names.
+- ``spoken_digits``: the digit of each clip, split by voice as online kNN and
+  ``ssl-train evaluate`` split it (:func:`ssl_train.speech_data.load_speech_corpus`): the
+  memory-bank voices' clips train, the ``data.heldout_voices`` voices' clips (never pretrained
+  on) test.
+- ``audio_folder``: a folder with one sub-folder of clips per class (``finetune data.path``,
+  else the recipe's ``data.eval_path``, else its ``data.path``), split as an image folder is.
+  Clips are whole, each normalised to zero mean and unit variance over its samples, and batched
+  zero-padded with their lengths (the speech encoder pools over real frames only).
 """
 
 from __future__ import annotations
@@ -48,10 +56,12 @@ class LabelledSplits:
         test_labels: ``(M,) int64``.
         inputs: ``inputs(split, idx)`` -> the encoder's positional inputs for examples ``idx``
             of ``split`` ("train" or "test"): ``((B, C, H, W) float32,)`` for images,
-            ``((B, L) int64 input_ids, (B, L) int64 attention_mask)`` for texts, on the CPU.
+            ``((B, L) int64 input_ids, (B, L) int64 attention_mask)`` for texts,
+            ``((B, T) float32 input_values, (B,) int64 lengths)`` for clips (normalised,
+            zero-padded on the right to the longest, lengths in samples), on the CPU.
         examples: Real inputs for the checkpoint (``example_inputs.safetensors``).
         files: Files copied into every classifier checkpoint (a text run's ``tokenizer.json``).
-        unit: "images" or "texts", for messages and the summary.
+        unit: "images", "texts" or "clips", for messages and the summary.
         source: Where the labels came from, for the summary.
     """
 
@@ -108,6 +118,21 @@ def read_labelled_texts(path: str | Path) -> tuple[list[str], np.ndarray, tuple[
     return [text for _, text in pairs], labels, names
 
 
+def check_single_encoder(recipe: Recipe) -> None:
+    """Refuse a two-tower run (``spoken_words``: a speech and a text encoder), which has no
+    single encoder to put a classifier on.
+
+    Raises:
+        SslTrainError: ``recipe.data.dataset`` is a paired dataset.
+    """
+    if recipe.data.is_paired:
+        raise SslTrainError(
+            f"data.dataset {recipe.data.dataset} is a two-tower (speech + text) run, which "
+            "ssl-train finetune does not take; fine-tune a single-encoder run (spoken_digits, "
+            "audio_folder, an image or a text run), or evaluate this one with ssl-train evaluate"
+        )
+
+
 def _split(labels: np.ndarray, fraction: float, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
     train, test = split_bank_queries(labels, fraction)
     return train[:limit], test[:limit]
@@ -125,18 +150,24 @@ def load_labelled_splits(
 
     Args:
         recipe: The pretraining recipe, ``data.root`` already replaced by the fine-tuning one.
-        path: Fine-tuning ``data.path``: a class-folder of images or a ``label<TAB>text`` file.
+        path: Fine-tuning ``data.path``: a class-folder of images or clips, or a
+            ``label<TAB>text`` file.
         test_fraction: Part of each class held out as the test split (folders and files).
         limit: First N examples of each split.
         checkpoint: The pretraining checkpoint folder (a text run's tokenizer is found from it).
 
     Raises:
-        SslTrainError: An unlabelled text run (``text_file``) without ``path``.
-        RecipeError: A missing or malformed folder or file (the message names the key).
+        SslTrainError: An unlabelled run without ``path`` (``text_file``; ``audio_folder``
+            without class sub-folders in ``data.eval_path`` or ``data.path``), or a
+            ``spoken_words`` (two-tower) run.
+        RecipeError: A missing or malformed folder or file (the message names the key), or
+            ``path`` for a dataset with its own labelled splits.
     """
     d = recipe.data
     if d.is_text:
         return _text_splits(recipe, path, test_fraction, limit, checkpoint)
+    if d.is_speech:
+        return _speech_splits(recipe, path, test_fraction, limit)
     if d.dataset == "image_folder":
         folder = path or d.eval_path or d.path
         key = "data.path" if path else ("data.eval_path" if d.eval_path else "data.path")
@@ -149,8 +180,8 @@ def load_labelled_splits(
     else:
         if path is not None:
             raise RecipeError(
-                f"data.path is for image_folder and text runs; data.dataset {d.dataset} has its "
-                "own labelled splits"
+                f"data.path is for image_folder, audio_folder and text runs; data.dataset "
+                f"{d.dataset} has its own labelled splits"
             )
         from ssl_train.finetune_recipe import LABELS
 
@@ -219,5 +250,76 @@ def _text_splits(
         {"input_ids": ex[0], "attention_mask": ex[1]},
         files={TOKENIZER_FILE: tok_file},
         unit="texts",
+        source=source,
+    )
+
+
+def _speech_splits(
+    recipe: Recipe, path: str | None, test_fraction: float, limit: int | None
+) -> LabelledSplits:
+    from ssl_train.speech_data import (
+        _audio_folder,
+        _decode_all,
+        load_speech_corpus,
+        normalize_clip,
+        pad_clips,
+        receptive_field,
+    )
+
+    d = recipe.data
+    check_single_encoder(recipe)
+    if d.dataset == "spoken_digits":
+        if path is not None:
+            raise RecipeError(
+                "data.path is for image_folder, audio_folder and text runs; data.dataset "
+                "spoken_digits has its own labelled split, by voice (data.heldout_voices)"
+            )
+        corpus = load_speech_corpus(recipe, pretraining=False)
+        clips = {"train": corpus.bank[:limit], "test": corpus.queries[:limit]}
+        labels = (corpus.bank_labels[:limit], corpus.query_labels[:limit])
+        names = corpus.label_names
+        source = f"spoken_digits digits (the memory-bank voices train; {corpus.heldout} test)"
+    else:
+        folder = path or d.eval_path or d.path
+        key = "data.path" if path else ("data.eval_path" if d.eval_path else "data.path")
+        hint = (
+            "pass --set data.path=DIR, a folder with one sub-folder of clips per class (split "
+            f"{1 - test_fraction:g}/{test_fraction:g} per class into train and test)"
+        )
+        if folder is None:
+            raise SslTrainError(
+                f"data.dataset {d.dataset} has no labels to fine-tune on (the recipe sets "
+                f"neither data.eval_path nor data.path): {hint}"
+            )
+        try:
+            ds = _audio_folder(str(folder), recipe, True, key)
+        except RecipeError as err:
+            if path or d.eval_path:
+                raise
+            # The pretraining folder is usually unlabelled: say where labels can come from.
+            raise SslTrainError(
+                f"data.dataset {d.dataset} has no labels to fine-tune on: the recipe has no "
+                f"data.eval_path and its data.path has no class sub-folders ({err}); {hint}"
+            ) from None
+        all_clips, all_labels, _ = _decode_all(ds, receptive_field(recipe.encoder), key)
+        train, test = _split(all_labels, test_fraction, limit)
+        clips = {"train": [all_clips[i] for i in train], "test": [all_clips[i] for i in test]}
+        labels = (all_labels[train], all_labels[test])
+        names = tuple(ds.classes)
+        source = f"{key}={folder} (class sub-folders)"
+    # Normalised once: wav2vec 2.0's per-utterance input contract, as pretraining and kNN.
+    normalised = {k: [normalize_clip(c) for c in v] for k, v in clips.items()}
+
+    def inputs(split: str, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+        return pad_clips([normalised[split][i] for i in idx])
+
+    x, lengths = pad_clips(normalised["train"][:EXAMPLE_INPUTS])
+    return LabelledSplits(
+        tuple(names),
+        labels[0],
+        labels[1],
+        inputs,
+        {"input_values": x, "lengths": lengths},
+        unit="clips",
         source=source,
     )

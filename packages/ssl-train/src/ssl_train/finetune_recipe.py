@@ -35,9 +35,10 @@ class FinetuneData(_Section):
     root: str | None = Field(None, description="Dataset folder; default: the encoder recipe's")
     path: str | None = Field(
         None,
-        description="image_folder runs: a folder with one sub-folder of images per class "
-        "(default: the recipe's data.eval_path, else data.path); text runs: a labelled text "
-        "file, one 'label<TAB>text' per line (default: the corpus's labels, wordnet/fortunes)",
+        description="image_folder (audio_folder) runs: a folder with one sub-folder of images "
+        "(clips) per class (default: the recipe's data.eval_path, else data.path); text runs: "
+        "a labelled text file, one 'label<TAB>text' per line (default: the corpus's labels, "
+        "wordnet/fortunes)",
     )
     limit: int | None = Field(None, ge=1, description="First N examples of each split; null: all")
     val_fraction: float = Field(
@@ -45,8 +46,8 @@ class FinetuneData(_Section):
     )
     test_fraction: float = Field(
         0.2, gt=0, lt=1,
-        description="Class folders and labelled text files: part of each class held out as "
-        "the test split (fixed seed)",
+        description="Class folders (images, clips) and labelled text files: part of each "
+        "class held out as the test split (fixed seed)",
     )  # fmt: skip
 
 
@@ -62,10 +63,20 @@ class FinetuneOptimizer(OptimizerConfig):
     weight_decay: float = Field(0.05, ge=0)
 
 
+#: ``budget.batch_size`` of a speech run when the recipe leaves it out: speech datasets are small
+#: (spoken digits: 63 training clips after validation) and a whole clip costs far more per step
+#: than an image.
+SPEECH_BATCH_SIZE = 16
+
+
 class FinetuneBudget(_Section):
     """How long to train: epochs over the training part, with an optional wall-clock cap."""
 
-    batch_size: int = Field(256, ge=2, description="Examples (images or texts) per step")
+    batch_size: int = Field(
+        256, ge=2,
+        description=f"Examples (images, texts or clips) per step; speech runs: "
+        f"{SPEECH_BATCH_SIZE} unless set",
+    )  # fmt: skip
     epochs: int = Field(30, ge=1, description="Most epochs (early stopping may end sooner)")
     max_minutes: float | None = Field(None, gt=0, description="Wall-clock cap")
 

@@ -21,6 +21,7 @@ from ssl_serve.errors import CheckpointError
 from ssl_serve.export.audio_export import DEFAULT_MAX_SECONDS, export_speech_encoder
 from ssl_serve.export.bundle_export import _check_name
 from ssl_serve.export.checkpoint import (
+    CLASSIFIER_JSON,
     MODEL_WEIGHTS,
     RECIPE,
     _load_encoder,
@@ -98,8 +99,9 @@ def export_speech_checkpoint(
         The bundle.json contents written (``modality: audio``).
 
     Raises:
-        CheckpointError: Not a checkpoint, not a speech recipe, a bad ``data.sample_rate``, or
-            weights that do not fit the encoder.
+        CheckpointError: Not a checkpoint, a speech classifier checkpoint (no head export yet),
+            not a speech recipe, a bad ``data.sample_rate``, or weights that do not fit the
+            encoder.
         InvalidInputError, FileExistsError, ExportValidationError: See
             :func:`~ssl_serve.export.audio_export.export_audio_encoder`.
     """
@@ -107,6 +109,12 @@ def export_speech_checkpoint(
 
     _check_name(name, version)
     folder = resolve_checkpoint_dir(checkpoint)
+    if (folder / CLASSIFIER_JSON).is_file():
+        raise CheckpointError(
+            f"{folder} is a fine-tuned speech classifier (ssl-train finetune); ssl-serve "
+            "exports speech encoders only, without a classifier head: export the pretraining "
+            "run it was fine-tuned from for embeddings"
+        )
     recipe, recipe_bytes = _read_recipe(folder)
     data = recipe.get("data")
     if not (isinstance(data, dict) and data.get("dataset") in SPEECH_DATASETS):
