@@ -258,10 +258,10 @@ def _speech_splits(
     recipe: Recipe, path: str | None, test_fraction: float, limit: int | None
 ) -> LabelledSplits:
     from ssl_train.speech_data import (
-        _audio_folder,
-        _decode_all,
+        decode_clips,
         load_speech_corpus,
         normalize_clip,
+        open_audio_folder,
         pad_clips,
         receptive_field,
     )
@@ -292,7 +292,7 @@ def _speech_splits(
                 f"neither data.eval_path nor data.path): {hint}"
             )
         try:
-            ds = _audio_folder(str(folder), recipe, True, key)
+            ds = open_audio_folder(str(folder), recipe, True, key)
         except RecipeError as err:
             if path or d.eval_path:
                 raise
@@ -301,7 +301,7 @@ def _speech_splits(
                 f"data.dataset {d.dataset} has no labels to fine-tune on: the recipe has no "
                 f"data.eval_path and its data.path has no class sub-folders ({err}); {hint}"
             ) from None
-        all_clips, all_labels, _ = _decode_all(ds, receptive_field(recipe.encoder), key)
+        all_clips, all_labels, _ = decode_clips(ds, receptive_field(recipe.encoder), key)
         train, test = _split(all_labels, test_fraction, limit)
         clips = {"train": [all_clips[i] for i in train], "test": [all_clips[i] for i in test]}
         labels = (all_labels[train], all_labels[test])

@@ -229,14 +229,14 @@ def load_paired_corpus(recipe: Recipe) -> PairedCorpus:
         RecipeError: Too few voices, or no clip as long as one encoder frame.
     """
     from ssl_data.datasets.spoken_digits import VOICES, SpokenDigits
-    from ssl_train.speech_data import _decode_all, receptive_field, split_voices
+    from ssl_train.speech_data import decode_clips, receptive_field, split_voices
 
     d = recipe.data
     start = time.perf_counter()
     voices = tuple(d.voices) if d.voices is not None else VOICES
     held = split_voices(len(voices), d.heldout_voices)
     ds = SpokenDigits(voices, cache_dir=d.root, sample_rate=d.sample_rate)
-    clips, labels, kept = _decode_all(
+    clips, labels, kept = decode_clips(
         ds, receptive_field(recipe.encoder), "data.dataset spoken_words"
     )
     is_query = np.isin(ds.voice_ids[kept], held)

@@ -204,11 +204,26 @@ def split_voices(num_voices: int, heldout: int) -> np.ndarray:
     return np.sort(np.random.default_rng(EVAL_SPLIT_SEED).permutation(num_voices)[:heldout])
 
 
-def _decode_all(
+def decode_clips(
     ds: Any, min_samples: int, key: str
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Every clip of an ssl-data audio dataset, with its label and index in ``ds``; clips
-    shorter than one encoder frame are left out (counted in the log)."""
+    """Every clip of an ssl-data audio dataset, with its label and index in ``ds``.
+
+    Clips shorter than one encoder frame are left out (counted in the log); unreadable ones
+    follow the dataset's ``on_corrupt`` policy.
+
+    Args:
+        ds: An ssl-data audio dataset with labels (``AudioFolder``, ``SpokenDigits``).
+        min_samples: Shortest clip kept, in samples (the encoder's receptive field).
+        key: The recipe key the clips come from, for messages.
+
+    Returns:
+        N clips ``(T_i,) float32``, their ``(N,) int64`` labels and ``(N,) int64`` indices
+        in ``ds``.
+
+    Raises:
+        RecipeError: No clip is long enough.
+    """
     clips, labels, kept, short = [], [], [], 0
     for i in range(len(ds)):
         j, clip = ds.load(i)
@@ -228,7 +243,18 @@ def _decode_all(
     return clips, np.asarray(labels, dtype=np.int64), np.asarray(kept, dtype=np.int64)
 
 
-def _audio_folder(folder: str, recipe: Recipe, labelled: bool, key: str) -> Any:
+def open_audio_folder(folder: str, recipe: Recipe, labelled: bool, key: str) -> Any:
+    """ssl-data's ``AudioFolder`` at the recipe's ``data.sample_rate`` and ``on_corrupt``.
+
+    Args:
+        folder: The folder (``labelled``: one sub-folder of clips per class).
+        recipe: The speech recipe.
+        labelled: Read class sub-folders as labels.
+        key: The recipe key naming the folder, for messages.
+
+    Raises:
+        RecipeError: The folder does not exist or holds no clips (or no class sub-folders).
+    """
     from ssl_data import DatasetNotFoundError
     from ssl_data.datasets.audio_folder import AudioFolder
 
@@ -269,7 +295,7 @@ def load_speech_corpus(
         voices = tuple(d.voices) if d.voices is not None else VOICES
         held = split_voices(len(voices), d.heldout_voices)
         ds = SpokenDigits(voices, cache_dir=d.root, sample_rate=d.sample_rate)
-        clips, labels, kept = _decode_all(ds, shortest, "data.dataset spoken_digits")
+        clips, labels, kept = decode_clips(ds, shortest, "data.dataset spoken_digits")
         is_query = np.isin(ds.voice_ids[kept], held)
         bank = [c for c, q in zip(clips, is_query, strict=True) if not q]
         queries = [c for c, q in zip(clips, is_query, strict=True) if q]
@@ -285,14 +311,14 @@ def load_speech_corpus(
             )
         train: list[np.ndarray] = []
         if pretraining and d.path is not None:
-            ds = _audio_folder(d.path, recipe, False, "data.path")
-            train = _decode_all(ds, shortest, "data.path")[0]
+            ds = open_audio_folder(d.path, recipe, False, "data.path")
+            train = decode_clips(ds, shortest, "data.path")[0]
         corpus = SpeechCorpus(train[: d.limit], [], empty, [], empty, ())
         folder = eval_path if eval_path is not None else d.eval_path
         if folder is not None:
             key = "--eval-path" if eval_path is not None else "data.eval_path"
-            labelled = _audio_folder(str(folder), recipe, True, key)
-            clips, labels, _ = _decode_all(labelled, shortest, key)
+            labelled = open_audio_folder(str(folder), recipe, True, key)
+            clips, labels, _ = decode_clips(labelled, shortest, key)
             b, q = split_bank_queries(labels, d.eval_test_fraction)
             corpus.bank, corpus.bank_labels = [clips[i] for i in b], labels[b]
             corpus.queries, corpus.query_labels = [clips[i] for i in q], labels[q]
