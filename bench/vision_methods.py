@@ -106,6 +106,14 @@ def main() -> int:
                 _pretrain(method, out, n, None, args, nice=True)
                 calib_cpu.append(_cpu_seconds() - c0)
             cpu_per_step = (calib_cpu[1] - calib_cpu[0]) / (2 * args.calibration_steps)
+            if cpu_per_step <= 0:
+                # The longer run used less CPU than the shorter one (other jobs made the short
+                # one's threads spin): fall back to the longer run's CPU per step, start-up
+                # included, an overestimate that schedules fewer steps, never negative ones.
+                cpu_per_step = calib_cpu[1] / (3 * args.calibration_steps)
+                print(f"calibration: the {3 * args.calibration_steps}-step run used less CPU "
+                      f"than the {args.calibration_steps}-step one {calib_cpu}; using "
+                      f"{cpu_per_step:.3f} CPU s per step (start-up included)", flush=True)  # fmt: skip
             steps = int(args.minutes * 60 * args.threads / cpu_per_step)
         load_before = os.getloadavg()[0]
         cpu0, t0 = _cpu_seconds(), time.perf_counter()
