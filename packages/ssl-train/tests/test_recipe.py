@@ -35,8 +35,35 @@ def test_impossible_value(tiny_tree):
 
 
 def test_budget_needs_exactly_one_length(tiny_tree):
+    both = {**tiny_tree, "budget": {**tiny_tree["budget"], "epochs": 2}}
     with pytest.raises(RecipeError, match="exactly one of budget.steps and budget.epochs"):
-        recipe_from_dict(tiny_tree, ["budget.epochs=2"])
+        recipe_from_dict(both)
+    with pytest.raises(RecipeError, match="exactly one of budget.steps and budget.epochs"):
+        recipe_from_dict(tiny_tree, ["budget.epochs=2", "budget.steps=3"])
+
+
+def test_overriding_one_budget_length_replaces_the_other(tiny_tree):
+    """A recipe budgeted in steps (tiny: 6) switches to epochs with one --set, and back."""
+    assert recipe_from_dict(tiny_tree).budget.steps == 6
+    epochs = recipe_from_dict(tiny_tree, ["budget.epochs=2"]).budget
+    assert (epochs.steps, epochs.epochs) == (None, 2)
+    in_epochs = {**tiny_tree, "budget": {"batch_size": 64, "epochs": 3}}
+    steps = recipe_from_dict(in_epochs, ["budget.steps=5"]).budget
+    assert (steps.steps, steps.epochs) == (5, None)
+    # Clearing one without setting the other still fails, naming the override.
+    with pytest.raises(RecipeError, match=r"exactly one .*\[from --set budget\.steps=null\]"):
+        recipe_from_dict(tiny_tree, ["budget.steps=null"])
+
+
+def test_unknown_key_from_set_names_the_override_and_the_closest_key(tiny_tree):
+    with pytest.raises(RecipeError) as err:
+        recipe_from_dict(tiny_tree, ["data.pth=my_images"], source="recipe.yaml")
+    msg = str(err.value)
+    assert msg.startswith("invalid recipe recipe.yaml with its --set overrides:")
+    assert "data.pth: unknown key; allowed: dataset, root" in msg
+    assert "(did you mean 'path'?) [from --set data.pth=my_images]" in msg
+    with pytest.raises(RecipeError, match=r"budgt: unknown key.*did you mean 'budget'"):
+        recipe_from_dict(tiny_tree, ["budgt.steps=3"])
 
 
 def test_unknown_encoder_argument_is_an_error(tiny_tree):

@@ -136,12 +136,13 @@ def finetune_recipe(
         RecipeError: The message names every bad key and what is allowed.
     """
     data: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(tree or {})))
-    for key, value in parse_overrides(overrides):
+    parsed = parse_overrides(overrides)
+    for key, value in parsed:
         _set_dotted(data, key, value)
     try:
         return FinetuneRecipe.model_validate(data)
     except ValidationError as err:
-        raise RecipeError(_format_error(err, source, FinetuneRecipe)) from None
+        raise RecipeError(_format_error(err, source, FinetuneRecipe, parsed)) from None
 
 
 def load_finetune_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> FinetuneRecipe:

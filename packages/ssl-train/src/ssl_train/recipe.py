@@ -6,6 +6,7 @@ reject unknown names and arguments; :func:`load_recipe` checks that by building 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import inspect
 import os
@@ -661,18 +662,32 @@ def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> 
     return list(model.model_fields)
 
 
-def _format_error(err: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
-    lines = [f"invalid recipe {source}:"]
+def _format_error(
+    err: ValidationError,
+    source: str,
+    root: type[BaseModel] | None = None,
+    overrides: Sequence[tuple[str, Any]] = (),
+) -> str:
+    """One line per error: the dotted key, what is wrong and what is allowed (an unknown key:
+    the section's keys and the closest one; a key set by ``--set``: which override it was)."""
+    given = {key: value for key, value in overrides}
+    lines = [f"invalid recipe {source}{' with its --set overrides' if given else ''}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(e["loc"][:-1], root)
             msg = f"unknown key; allowed: {', '.join(allowed)}" if allowed else "unknown key"
+            close = difflib.get_close_matches(str(e["loc"][-1]), allowed, n=1)
+            if close:
+                msg += f" (did you mean {close[0]!r}?)"
         elif e["type"] == "value_error":
             msg = msg.removeprefix("Value error, ")
         elif e["type"] == "literal_error":
             msg = f"{msg}, got {e.get('input')!r}"
+        from_set = next((k for k in given if k == loc or k.startswith(loc + ".")), None)
+        if from_set is not None:
+            msg += f" [from --set {from_set}={yaml.safe_dump(given[from_set]).splitlines()[0]}]"
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 
@@ -682,16 +697,27 @@ def recipe_from_dict(
 ) -> Recipe:
     """Validate a recipe tree (after applying ``overrides``) and check encoder/method build.
 
+    An override of ``budget.steps`` (or ``budget.epochs``) to a value replaces the other one,
+    which the recipe may set, unless the overrides set both.
+
     Raises:
         RecipeError: The message lists every bad key with what is allowed.
     """
     data: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(tree)))  # deep copy, plain types
-    for key, value in parse_overrides(overrides):
+    parsed = parse_overrides(overrides)
+    for key, value in parsed:
         _set_dotted(data, key, value)
+    # The budget is steps or epochs: overriding one replaces the other the recipe may set.
+    keys = {key for key, _ in parsed}
+    budget = data.get("budget")
+    for length, other in (("steps", "epochs"), ("epochs", "steps")):
+        replaced = f"budget.{length}" in keys and f"budget.{other}" not in keys
+        if replaced and isinstance(budget, dict) and budget.get(length) is not None:
+            budget[other] = None
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as err:
-        raise RecipeError(_format_error(err, source)) from None
+        raise RecipeError(_format_error(err, source, overrides=parsed)) from None
     if recipe.data.is_speech:
         recipe = _default_speech_encoder(recipe)
     else:
