@@ -31,7 +31,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ssl_serve.errors import InvalidInputError, RemoteError, SslServeError
+from ssl_serve.errors import InvalidInputError, ModelNotFoundError, RemoteError, SslServeError
 from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -642,6 +642,8 @@ class EmbeddingClient:
 
         Raises:
             TimeoutError: Not SERVING within ``timeout_s`` (the message says the last answer).
+            ModelNotFoundError: The server is SERVING (every model of its repository loaded)
+                and ``model`` is not one of them (the message lists the served models).
         """
         deadline = time.monotonic() + timeout_s
         last = "no answer"
@@ -662,8 +664,24 @@ class EmbeddingClient:
                     return
                 last = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
             except grpc.RpcError as e:
-                last = f"{e.code().name}: {e.details()}"
+                if model and e.code() == grpc.StatusCode.NOT_FOUND and self._health_serving(""):
+                    # Every model of the repository is loaded, and this one is not among them.
+                    try:
+                        names = sorted(m.name for m in self.list_models())
+                    except SslServeError:  # e.g. ListModels needs a token this client lacks
+                        names = []
+                    raise ModelNotFoundError(model, available=names) from None
+                last = f"{e.code().name}: {e.details() or 'no such health service'}"
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    def _health_serving(self, service: str) -> bool:
+        try:
+            response = self._health.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=2.0, metadata=self._metadata
+            )
+        except grpc.RpcError:
+            return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
     def close(self) -> None:
         """Close the channel."""
@@ -937,6 +955,7 @@ class AsyncEmbeddingClient:
 
         Raises:
             TimeoutError: Not SERVING within ``timeout_s``.
+            ModelNotFoundError: The server is SERVING and ``model`` is not one of its models.
         """
         deadline = time.monotonic() + timeout_s
         last = "no answer"
@@ -957,8 +976,24 @@ class AsyncEmbeddingClient:
                     return
                 last = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
             except grpc.RpcError as e:
-                last = f"{e.code().name}: {e.details()}"
+                code = e.code()
+                if model and code == grpc.StatusCode.NOT_FOUND and await self._health_serving(""):
+                    try:
+                        names = sorted(m.name for m in await self.list_models())
+                    except SslServeError:
+                        names = []
+                    raise ModelNotFoundError(model, available=names) from None
+                last = f"{code.name}: {e.details() or 'no such health service'}"
             await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    async def _health_serving(self, service: str) -> bool:
+        try:
+            response = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=2.0, metadata=self._metadata
+            )
+        except grpc.RpcError:
+            return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
     async def close(self) -> None:
         """Close the channel (calls in flight are cancelled)."""
