@@ -103,7 +103,9 @@ def test_export_prints_validation_and_refuses_to_overwrite(
     assert f"to {tmp_path / 'm' / '3'}" in out and "max_abs_diff=" in out
     assert (tmp_path / "m" / "3" / "model.onnx").is_file()
     assert main([*args, "--version", "3"]) == 1
-    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "exists; pass overwrite=True (--overwrite) to replace it" in err
+    assert "or export another version beside it (--version)" in err
 
 
 def test_export_overwrite_refuses_a_folder_that_is_not_a_bundle(

@@ -268,7 +268,10 @@ def _writable_output(output: str | Path, overwrite: bool) -> Path:
     """
     output = Path(output)
     if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(
+            f"{output} exists; pass overwrite=True (--overwrite) to replace it, or export "
+            "another version beside it (--version)"
+        )
     _check_replaceable(output)
     return output
 
