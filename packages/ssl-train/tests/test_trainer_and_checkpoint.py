@@ -141,5 +141,9 @@ def test_cli_recipes_lists_and_prints(capsys):
     assert main(["recipes"]) == 0
     listing = capsys.readouterr().out
     assert "fashion_mnist_simclr" in listing and "fashion_mnist_dino" in listing
+    # Each line is the first whole sentence of the recipe's comment, even when it spans lines.
+    simclr = next(line for line in listing.splitlines() if line.startswith("fashion_mnist_simclr"))
+    assert simclr.endswith("the demo's default (about 5 minutes on 2 CPU cores).")
+    assert all(line.rstrip().endswith(".") for line in listing.splitlines())
     assert main(["recipes", "fashion_mnist_byol"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["method"]["name"] == "byol"

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -350,12 +351,23 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _summary(recipe_text: str) -> str:
+    """The first sentence of a recipe file's leading comment block (which may span lines)."""
+    lines = []
+    for line in recipe_text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").strip())
+    paragraph = " ".join(lines)
+    sentence = re.match(r"(.+?\.)(?:\s|$)", paragraph)
+    return sentence.group(1) if sentence else paragraph
+
+
 def _recipes(args: argparse.Namespace) -> int:
     shipped = shipped_recipes()
     if args.name is None:
         for name, path in sorted(shipped.items()):
-            first = path.read_text().splitlines()[0].lstrip("# ")
-            print(f"{name:<28} {first}")
+            print(f"{name:<28} {_summary(path.read_text())}")
         return 0
     if args.name not in shipped:
         raise SslTrainError(f"no shipped recipe {args.name!r}; known: {', '.join(sorted(shipped))}")
