@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ssl_models.text import TokenLevelLM
+from ssl_models.text import TokenLevelLM, total_loss_tokens
 from ssl_train.distributed import DistContext
 from ssl_train.fsdp import set_gradient_sync
 from ssl_train.profiling import StepProfiler
@@ -78,17 +78,17 @@ def forward_backward(
         return views
 
     method = _unwrapped(runner)
-    per_token = isinstance(method, TokenLevelLM)
+    num_items = None  # token-level LMs: predicted tokens of the whole step, all ranks
     if isinstance(method, TokenLevelLM):
-        # Token-level LMs: every micro-batch's summed token loss is divided by the predicted
-        # tokens of the whole step on every rank, so accumulation and data parallelism give the
-        # gradient of one big batch's per-token mean (ssl_models.text.accumulation); the world
-        # size factor undoes the gradient averaging of DDP and FSDP.
+        # Every micro-batch's summed token loss is divided by the predicted tokens of the whole
+        # step on every rank, so accumulation and data parallelism give the gradient of one big
+        # batch's per-token mean (ssl_models.text.accumulation); the world size factor undoes
+        # the gradient averaging of DDP and FSDP.
         loaded = [load(a) for a in range(accum)]
-        num_items = _global_sum(sum(method.num_loss_tokens(b) for b in loaded), ctx)
+        num_items = total_loss_tokens(method, loaded, ctx.device)
     total = torch.zeros((), device=ctx.device)
     for a in range(accum):
-        batch_views = loaded[a] if per_token else load(a)
+        batch_views = load(a) if num_items is None else loaded[a]
         last = a == accum - 1
         if accum > 1:
             set_gradient_sync(runner, last)
@@ -99,7 +99,7 @@ def forward_backward(
         )
         with sync:
             with phase("forward"), autocast:
-                if per_token:
+                if num_items is not None:
                     share = runner(batch_views, num_items_in_batch=num_items) * ctx.world_size
                 else:
                     share = runner(batch_views) / accum
@@ -116,15 +116,6 @@ def _unwrapped(runner: torch.nn.Module) -> torch.nn.Module:
         if not isinstance(inner, torch.nn.Module):
             return runner
         runner = inner
-
-
-def _global_sum(count: int, ctx: DistContext) -> int:
-    """``count`` summed over the ranks (one all-reduce on the run's device)."""
-    if ctx.world_size == 1:
-        return count
-    t = torch.tensor(count, dtype=torch.int64, device=ctx.device)
-    dist.all_reduce(t)
-    return int(t.item())
 
 
 @contextlib.contextmanager

@@ -19,13 +19,18 @@ from ssl_models import distributed
 from ssl_models.text.base import TextBatch, TokenLevelLM
 
 
-def total_loss_tokens(method: TokenLevelLM, micro_batches: Sequence[TextBatch]) -> int:
+def total_loss_tokens(
+    method: TokenLevelLM,
+    micro_batches: Sequence[TextBatch],
+    device: torch.device | str = "cpu",
+) -> int:
     """Predicted tokens over all micro-batches (and all ranks under ``torch.distributed``).
 
     Args:
         method: A token-level LM (:class:`~ssl_models.text.MaskedLM`,
             :class:`~ssl_models.text.CausalLM`, :class:`~ssl_models.text.BidirectionalLM`).
         micro_batches: The micro-batches of one optimiser step.
+        device: Where the count is all-reduced (the process group's device: CUDA under NCCL).
 
     Returns:
         The count (an all-reduce sum across ranks when distributed).
@@ -34,7 +39,7 @@ def total_loss_tokens(method: TokenLevelLM, micro_batches: Sequence[TextBatch]) 
     if distributed.world_size() > 1:
         import torch.distributed as dist
 
-        t = torch.tensor(count, dtype=torch.int64)
+        t = torch.tensor(count, dtype=torch.int64, device=device)
         dist.all_reduce(t)
         count = int(t)
     return count
