@@ -12,9 +12,9 @@ WordNet glosses; BERT-Tiny (ssl-models, 2 layers, D=128; ``--bert mini`` for 4 l
 about 2 s per batch of 64 on one loaded core, too slow for the budget) is pretrained with masked language
 modelling (arXiv:1810.04805) on the same train-split glosses for ``--minutes-text`` CPU minutes,
 then unsupervised SimCSE (arXiv:2104.08821) continues from the MLM encoder for
-``--minutes-simcse`` CPU minutes. Downstream task: WordNet supersense of a gloss (45 lexicographer classes), a logistic
-regression (scikit-learn, standardised features, C picked on a validation part of the probe's
-train set) on frozen mean-pooled embeddings. Compared: MLM, SimCSE, the same BERT-Mini with
+``--minutes-simcse`` CPU minutes. Downstream task: WordNet supersense of a gloss (45
+lexicographer classes), a logistic regression (scikit-learn, standardised features, C picked on
+a validation part of the probe's train set) on frozen mean-pooled embeddings. Compared: MLM, SimCSE, the same BERT-Mini with
 random weights, TF-IDF bag of words, and the real all-MiniLM-L6-v2 through our mean pooling.
 
 Speech: a small wav2vec 2.0 (ssl-models ``SpeechEncoder`` + ``Wav2Vec2``, arXiv:2006.11477) is
@@ -29,8 +29,7 @@ MFCC means (ssl-data log-mel + DCT-II, 13 coefficients) and the randomly initial
 
 Budgets are CPU time of the bench process (``time.process_time``), so a run beside other jobs
 gets the same compute, only later; the wall time is recorded too. Results are merged into
-bench/results/text_speech.json (a part's keys are replaced, the other
-part's kept), with the command, budgets, thread count, load average and versions.
+bench/results/text_speech.json (a part's keys are replaced, the other part's kept), with the command, budgets, thread count, load average and versions.
 """
 
 from __future__ import annotations
@@ -728,11 +727,15 @@ def main() -> int:
     parser.add_argument(
         "--parts", nargs="+", choices=("text", "speech"), default=["text", "speech"]
     )
-    parser.add_argument("--minutes-text", type=float, default=15.0, help="MLM pretraining CPU minutes")
+    parser.add_argument(
+        "--minutes-text", type=float, default=15.0, help="MLM pretraining CPU minutes"
+    )
     parser.add_argument(
         "--minutes-simcse", type=float, default=5.0, help="SimCSE CPU minutes (after MLM)"
     )
-    parser.add_argument("--minutes-speech", type=float, default=12.0, help="wav2vec 2.0 CPU minutes")
+    parser.add_argument(
+        "--minutes-speech", type=float, default=12.0, help="wav2vec 2.0 CPU minutes"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
