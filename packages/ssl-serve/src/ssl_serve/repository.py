@@ -215,6 +215,14 @@ class ModelRepository:
                 versions[version_dir.name] = read_entry(version_dir)
             if versions:
                 models[model_dir.name] = versions
+            elif (model_dir / BUNDLE_FILE).is_file():
+                # Usually --repository one level too deep (a model folder).
+                log.warning(
+                    "%s: a bundle folder where a model folder belongs (the layout is "
+                    "<repository>/<name>/<version>/%s); skipped",
+                    model_dir,
+                    BUNDLE_FILE,
+                )
             else:
                 log.warning("%s: model folder has no version folders; skipped", model_dir)
         return models

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
 from serve_helpers import MODEL_NAME
 
 from ssl_serve.errors import BundleError
+from ssl_serve.repository import ModelRepository
 from ssl_serve.server import EmbeddingServer, ServerConfig
 
 
@@ -35,7 +38,29 @@ def test_bundle_folder_as_repository_says_where_the_repository_is(repository: Pa
     assert f"`mkdir -p repo/NAME && mv {bundle} repo/NAME/1`" in message
 
 
-def test_model_folder_as_repository_says_to_pass_its_parent(repository: Path) -> None:
-    message = _start_error(repository / MODEL_NAME)
+def test_model_folder_as_repository_says_to_pass_its_parent(
+    repository: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="ssl_serve.repository"):
+        message = _start_error(repository / MODEL_NAME)
     assert "version folder(s) 1 hold bundle.json), not a repository: pass its parent" in message
     assert message.endswith(f"pass its parent ({repository})")
+    # The scan's warning names the misplaced bundle folder, not "no version folders".
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{repository / MODEL_NAME / '1'}: a bundle folder where a model folder belongs (the "
+        "layout is <repository>/<name>/<version>/bundle.json); skipped"
+    ]
+
+
+def test_model_folder_without_versions_is_skipped_with_a_warning(
+    repository: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(repository / MODEL_NAME, repo / MODEL_NAME)
+    (repo / "shirts").mkdir()
+    with caplog.at_level(logging.WARNING, logger="ssl_serve.repository"):
+        entries = ModelRepository(repo).entries()
+    assert [(e.name, e.version) for e in entries] == [(MODEL_NAME, "1")]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{repo / 'shirts'}: model folder has no version folders; skipped"
+    ]
