@@ -26,8 +26,9 @@ head, no optimiser) against our full step on the same pre-augmented views, gives
 ``ratio_full_step_vs_bare_encoder`` (target <= 1.10).
 
 Writes bench/results/vision_train_speed.json (``ratio_vs_lightly_simclr``,
-``ratio_vs_lightly_byol``, ``ratio_full_step_vs_bare_encoder``, per-backbone rows, thread count,
-load average) and prints a table.
+``ratio_vs_lightly_byol``, ``ratio_full_step_vs_bare_encoder``, per-backbone rows with their
+thread count, repeats and load average) and prints a table. Rows of a backbone not in
+``--backbones`` are kept from the existing file, so one backbone can be rerun alone.
 """
 
 from __future__ import annotations
@@ -254,6 +255,7 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     rows = []
     for backbone in args.backbones:
+        first_row, backbone_load = len(rows), os.getloadavg()[0]
         images = _images(BACKBONES[backbone][1])
         # Both the slower ResNet steps and the loader workers: fewer timed steps per repeat.
         steps = args.steps if backbone == "small_cnn" else max(2, args.steps // 5)
@@ -283,6 +285,13 @@ def main() -> int:
         rows.append({"backbone": backbone, "method": "simclr_pre_augmented",
                      "images_per_s": {k: round(statistics.median(v), 1) for k, v in pair.items()},
                      "ratio_full_step_vs_bare_encoder": round(statistics.median(ratios), 3)})  # fmt: skip
+        for row in rows[first_row:]:  # rows of other runs may be merged in below
+            row.update(threads=args.threads, repeats_n=args.repeats,
+                       load_avg_1min=[round(backbone_load, 2), round(os.getloadavg()[0], 2)])  # fmt: skip
+    # A backbone not run this time keeps its rows from the results file.
+    if args.output.exists():
+        kept = json.loads(args.output.read_text()).get("rows", [])
+        rows = [r for r in kept if r["backbone"] not in args.backbones] + rows
 
     def _pick(method: str, key: str, backbone: str = "small_cnn") -> float | None:
         hit = [r[key] for r in rows if r["method"] == method and r["backbone"] == backbone]
