@@ -9,13 +9,14 @@ Usage (inside the workspace, from the repository root):
 
 Text: a WordPiece tokenizer (ssl-data, 8,000 tokens) is trained on the train split of the
 WordNet glosses; BERT-Tiny (ssl-models, 2 layers, D=128; ``--bert mini`` for 4 layers, D=256:
-about 2 s per batch of 64 on one loaded core, too slow for the budget) is pretrained with masked language
-modelling (arXiv:1810.04805) on the same train-split glosses for ``--minutes-text`` CPU minutes,
-then unsupervised SimCSE (arXiv:2104.08821) continues from the MLM encoder for
+about 2 s per batch of 64 on one loaded core, too slow for the budget) is pretrained with masked
+language modelling (arXiv:1810.04805) on the same train-split glosses for ``--minutes-text`` CPU
+minutes, then unsupervised SimCSE (arXiv:2104.08821) continues from the MLM encoder for
 ``--minutes-simcse`` CPU minutes. Downstream task: WordNet supersense of a gloss (45
 lexicographer classes), a logistic regression (scikit-learn, standardised features, C picked on
-a validation part of the probe's train set) on frozen mean-pooled embeddings. Compared: MLM, SimCSE, the same BERT-Mini with
-random weights, TF-IDF bag of words, and the real all-MiniLM-L6-v2 through our mean pooling.
+a validation part of the probe's train set) on frozen mean-pooled embeddings. Compared: MLM,
+SimCSE, the same BERT with random weights, TF-IDF bag of words, and the real all-MiniLM-L6-v2
+through our mean pooling.
 
 Speech: a small wav2vec 2.0 (ssl-models ``SpeechEncoder`` + ``Wav2Vec2``, arXiv:2006.11477) is
 pretrained at 16 kHz for ``--minutes-speech`` CPU minutes on the Asterisk human recordings (all
@@ -29,7 +30,8 @@ MFCC means (ssl-data log-mel + DCT-II, 13 coefficients) and the randomly initial
 
 Budgets are CPU time of the bench process (``time.process_time``), so a run beside other jobs
 gets the same compute, only later; the wall time is recorded too. Results are merged into
-bench/results/text_speech.json (a part's keys are replaced, the other part's kept), with the command, budgets, thread count, load average and versions.
+bench/results/text_speech.json (a part's keys are replaced, the other part's kept), with the
+command, budgets, thread count, load average and versions.
 """
 
 from __future__ import annotations
