@@ -587,7 +587,8 @@ def run_speech(args: argparse.Namespace, load: LoadMonitor) -> dict[str, Any]:
     encoder = SpeechEncoder(**cfg)
     random_encoder = copy.deepcopy(encoder)
     n_params = sum(p.numel() for p in encoder.parameters())
-    decay = 0.25 ** (1 / 500)  # Gumbel temperature 2 -> 0.5 over 500 steps
+    # Gumbel temperature 2 -> 0.5 over --gumbel-anneal-steps steps, then held at 0.5.
+    decay = 0.25 ** (1 / args.gumbel_anneal_steps)
     method = Wav2Vec2(encoder, num_negatives=50, codevector_dim=128, proj_codevector_dim=128,
                       gumbel_temperature_decay=decay)  # fmt: skip
     crop = int(args.crop_seconds * 16000)
@@ -755,6 +756,12 @@ def main() -> int:
         "--speech-voices", type=int, default=40, help="espeak-ng voices for pretraining"
     )
     parser.add_argument("--crop-seconds", type=float, default=1.5)
+    parser.add_argument(
+        "--gumbel-anneal-steps",
+        type=int,
+        default=500,
+        help="wav2vec 2.0: steps over which the Gumbel temperature anneals from 2 to 0.5",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smoke mode: ~1 minute per part, small probe"
     )
