@@ -4,7 +4,8 @@ Usage (inside the workspace, from the repository root):
 
     # the recorded results (one thread; budgets in CPU minutes of the bench process):
     ./dev run python bench/text_speech.py --parts text --minutes-text 30 --minutes-simcse 5 --threads 1
-    ./dev run python bench/text_speech.py --parts speech --minutes-speech 20 --threads 1
+    ./dev run python bench/text_speech.py --parts speech --minutes-speech 30 --threads 2 \
+        --gumbel-anneal-steps 2500
     ./dev run python bench/text_speech.py --quick        # about a minute per part: smoke test
 
 Text: a WordPiece tokenizer (ssl-data, 8,000 tokens) is trained on the train split of the
