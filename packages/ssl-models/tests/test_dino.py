@@ -196,6 +196,46 @@ def test_multicrop_loss_equals_loss_on_manually_computed_outputs():
     torch.testing.assert_close(m.criterion.center, 0.1 * t.mean(0, keepdim=True))
 
 
+def test_collapse_monitor_terms_equal_loop_references():
+    teacher, student = _outputs(4, scale=3.0)
+    center = torch.randn(1, 7, generator=torch.Generator().manual_seed(5))
+    criterion = DINOLoss(7, teacher_temp=0.5, student_temp=0.2)
+    criterion.center.copy_(center)
+    loss = criterion(teacher, student).item()
+    targets = [_softmax([a - b for a, b in zip(row.tolist(), center[0].tolist())], 0.5)
+               for t in teacher for row in t]  # fmt: skip
+    entropies = [-sum(p * math.log(p) for p in row) for row in targets]
+    mean = [sum(col) / len(targets) for col in zip(*targets)]
+    terms = {k: v.item() for k, v in criterion.last_terms.items()}
+    assert terms["teacher_entropy"] == pytest.approx(sum(entropies) / len(entropies), abs=1e-6)
+    assert terms["teacher_student_kl"] == pytest.approx(loss - terms["teacher_entropy"], abs=1e-6)
+    assert terms["teacher_marginal_entropy"] == pytest.approx(
+        -sum(p * math.log(p) for p in mean), abs=1e-6
+    )
+
+
+def test_collapse_warning_names_uniform_and_one_prototype_collapse():
+    healthy = _tiny_dino()
+    assert healthy.collapse_warning() is None and healthy.training_diagnostics() == {}
+    healthy.training_loss(_views(b=8))
+    assert set(healthy.training_diagnostics()) == {
+        "teacher_entropy", "teacher_student_kl", "teacher_marginal_entropy"
+    }  # fmt: skip
+    assert healthy.collapse_warning() is None
+    # A teacher temperature of 1000 flattens every target: uniform collapse.
+    flat = _tiny_dino(teacher_temp=1000.0, warmup_teacher_temp=1000.0)
+    flat.training_loss(_views(b=8))
+    assert flat.training_diagnostics()["teacher_entropy"] == pytest.approx(math.log(16), abs=1e-3)
+    assert "uniform collapse" in flat.collapse_warning()
+    # One image everywhere and a near-zero teacher temperature: every target is one one-hot.
+    sharp = _tiny_dino(teacher_temp=1e-4, warmup_teacher_temp=1e-4)
+    image = _views()[0][:1].expand(8, -1, -1, -1)
+    views = [image, image, torch.nn.functional.avg_pool2d(image, 2)]
+    sharp.training_loss(views)
+    assert sharp.training_diagnostics()["teacher_marginal_entropy"] == pytest.approx(0, abs=1e-6)
+    assert "collapse to one prototype" in sharp.collapse_warning()
+
+
 def test_any_number_of_local_views_and_too_few_views():
     m = _tiny_dino()
     for n_local in (0, 1, 6):

@@ -1,5 +1,6 @@
 """wav2vec 2.0: distractor sampling on padded batches, the contrastive and diversity losses
-against independent references, Gumbel temperature annealing, a padded mixed-length step."""
+against independent references, Gumbel temperature annealing, the collapse warning, a padded
+mixed-length step."""
 
 import math
 
@@ -181,6 +182,58 @@ def test_gumbel_temperature_anneals_per_step():
     assert m.gumbel_temperature == pytest.approx(2.0 * 0.999995**1000)
     m.after_optimizer_step(400_000, 10**6)  # 2 * 0.999995^400000 = 0.27 -> floored
     assert m.gumbel_temperature == 0.5
+
+
+def test_gumbel_anneal_fraction_follows_the_run_length():
+    m = small_method(gumbel_anneal_fraction=0.5)
+    for total in (600, 10_000):
+        temps = [m.gumbel_temperature_at(k, total) for k in range(0, total + 1, total // 20)]
+        assert temps[0] == 2.0 and all(a >= b for a, b in zip(temps, temps[1:], strict=False))
+        assert m.gumbel_temperature_at(total // 4, total) == pytest.approx(1.0)  # sqrt(2 * 0.5)
+        assert m.gumbel_temperature_at(total // 2, total) == pytest.approx(0.5)
+        assert m.gumbel_temperature_at(total, total) == pytest.approx(0.5)
+    m.after_optimizer_step(150, 600)
+    assert m.gumbel_temperature == pytest.approx(1.0)
+    # the paper's per-step decay stays the default
+    assert small_method().gumbel_temperature_at(1000, 600) == pytest.approx(2.0 * 0.999995**1000)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(gumbel_anneal_fraction=0.5, gumbel_temperature_decay=0.99), "not both"),
+        (dict(gumbel_anneal_fraction=0.0), "gumbel_anneal_fraction must be in"),
+        (dict(gumbel_anneal_fraction=1.5), "gumbel_anneal_fraction must be in"),
+        (dict(gumbel_temperature_decay=1.01), "gumbel_temperature_decay must be in"),
+        (dict(min_gumbel_temperature=3.0), "min_gumbel_temperature <= max"),
+    ],
+)
+def test_bad_gumbel_schedules_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        small_method(**kwargs)
+
+
+def test_collapse_warning_on_a_quantiser_that_picks_one_codeword():
+    lengths, mask = padded_batch_mask()
+    x = torch.randn(2, 16000, generator=torch.Generator().manual_seed(4))
+    healthy = small_method()
+    assert healthy.collapse_warning() is None and healthy.training_diagnostics() == {}
+    healthy.training_loss([x, lengths, mask], generator=torch.Generator().manual_seed(5))
+    diagnostics = healthy.training_diagnostics()
+    assert set(diagnostics) == {"contrastive", "diversity", "perplexity", "gumbel_temperature"}
+    assert diagnostics["perplexity"] > 1.5 * 2 and healthy.collapse_warning() is None
+    collapsed = small_method()
+    with torch.no_grad():  # every frame's logits favour codeword 0 of each codebook by 100
+        collapsed.quantizer.weight_proj.weight.zero_()
+        collapsed.quantizer.weight_proj.bias.copy_(torch.tensor([100.0] + [0.0] * 7).repeat(2))
+    loss = collapsed.training_loss([x, lengths, mask], generator=torch.Generator().manual_seed(5))
+    terms = collapsed.training_diagnostics()
+    assert terms["perplexity"] == pytest.approx(2.0, abs=1e-3)  # G codebooks x 1 codeword
+    # every distractor equals its positive and is dropped: only the diversity term is left
+    assert terms["contrastive"] == 0.0
+    assert loss.item() == pytest.approx(0.1 * (1 - 1 / 8), abs=1e-4)
+    message = collapsed.collapse_warning()
+    assert message is not None and "perplexity 2.00 of 16 codewords" in message
 
 
 def test_mixed_length_padded_batch_trains():

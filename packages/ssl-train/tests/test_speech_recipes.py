@@ -77,6 +77,12 @@ def test_wav2vec2_run_logs_finite_losses_and_online_knn(w2v_run):
     # K = 20 distractors, ln 21 = 3.04, plus 0.1 x a diversity loss in [0, 1]; a loss over
     # padded frames, a wrong K or an unmasked target would land elsewhere.
     assert abs(rows[0]["loss"] - math.log(21)) < 0.4, rows[0]["loss"]
+    # the method's own terms are logged beside the loss; the recipe anneals the Gumbel
+    # temperature 2 -> 0.5 over the whole run, so step k's loss used 2 * 0.25 ** ((k - 1) / 4)
+    for k, row in enumerate(rows, start=1):
+        assert row["loss"] == pytest.approx(row["contrastive"] + 0.1 * row["diversity"], rel=1e-5)
+        assert row["gumbel_temperature"] == pytest.approx(2 * 0.25 ** ((k - 1) / STEPS))
+        assert 2 * 1.5 < row["perplexity"] <= 2 * 320
     summary = json.loads((w2v_run / "train_summary.json").read_text())
     assert summary["steps"] == STEPS and "clips_per_s" in summary
     examples = load_file(str(_latest(w2v_run) / "example_inputs.safetensors"))
@@ -85,6 +91,19 @@ def test_wav2vec2_run_logs_finite_losses_and_online_knn(w2v_run):
     real = x[0, : lengths[0]].double()  # whole clips, normalised over their real samples
     assert abs(real.mean().item()) < 1e-5 and abs(real.std(unbiased=False).item() - 1) < 1e-4
     assert torch.all(x[0, lengths[0] :] == 0)
+
+
+def test_a_collapsed_codebook_is_warned_about_once(tmp_path, caplog):
+    # One codeword per codebook is the collapsed state by construction: perplexity = G = 2.
+    recipe = _recipe("spoken_digits_wav2vec2", [*FAST, "budget.steps=3", "evaluation.every_epochs=null",
+                                                "method.num_codevectors_per_group=1"])  # fmt: skip
+    with caplog.at_level("WARNING", logger="ssl_train"):
+        Trainer(recipe, tmp_path / "run").fit()
+    warnings = [r.getMessage() for r in caplog.records if "codebook collapse" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("step 1: ") and "perplexity 2.00 of 2 codewords" in warnings[0]
+    assert "method.gumbel_anneal_fraction" in warnings[0]
+    assert [r["perplexity"] for r in _rows(tmp_path / "run")] == pytest.approx([2.0] * 3)
 
 
 def test_padded_batches_mask_only_real_frames(w2v_run):

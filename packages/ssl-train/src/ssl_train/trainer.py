@@ -171,8 +171,9 @@ class Trainer:
     """Runs one recipe into a run folder.
 
     The run folder gets ``recipe.yaml`` (resolved), ``metrics.jsonl`` (one JSON object per
-    logged step: loss, lr, images/s, and the online evaluation's kNN top-1 and collapse
-    monitor), ``tensorboard/`` event files, ``mlruns/`` when MLflow is on with its default
+    logged step: loss, lr, images/s, the method's own diagnostics such as wav2vec 2.0's
+    codebook perplexity, and the online evaluation's kNN top-1 and collapse monitor; a method's
+    collapse warning is logged once), ``tensorboard/`` event files, ``mlruns/`` when MLflow is on with its default
     store, ``checkpoints/`` (docs/contracts.md), ``plots/`` and ``train_summary.json``.
     SIGINT/SIGTERM stop the run after the current step with a checkpoint (a second signal
     interrupts at once).
@@ -485,6 +486,10 @@ class Trainer:
                            "skipped_steps": c.skipped}  # fmt: skip
                     if text:
                         row["tokens_per_s"] = out.tokens_per_s
+                    row.update(run.model.training_diagnostics())
+                    if not out.collapse_warned and (msg := run.model.collapse_warning()):
+                        _log.warning("step %d: %s", c.step, msg)
+                        out.collapse_warned = True
                 stop_early = eval_due and self._evaluate(run, c, evaluator, row, out)
                 if row:
                     logger.log(c.step, row)
@@ -647,3 +652,4 @@ class _LoopOutcome:
     paused: str | None = None  # a signal or stop_at_step: the run continues later (no plots)
     last_eval: Evaluation | None = None
     last_eval_step: int = -1
+    collapse_warned: bool = False  # the method's collapse_warning was logged (once per run)

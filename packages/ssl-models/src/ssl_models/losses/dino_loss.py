@@ -30,7 +30,15 @@ class DINOLoss(nn.Module):
     After each forward the centre follows its EMA exactly:
     ``c <- m * c + (1 - m) * mean_b(t)``, the mean over every teacher row of the batch (all global
     views), and over every rank when ``torch.distributed`` is initialised (the per-rank sums are
-    all-reduced before dividing by the global row count). ``c`` is a registered buffer, so it
+    all-reduced before dividing by the global row count).
+
+    Collapse monitor (the paper's section 5.3 and Figure 7): after each forward,
+    :attr:`last_terms` holds detached scalars of this rank's batch: ``teacher_entropy``, the mean
+    entropy of the teacher targets ``P_t`` (nats; ``ln K`` when they are uniform),
+    ``teacher_student_kl`` = loss - ``teacher_entropy``, the mean KL from ``P_t`` to the student
+    (0 when the student has nothing left to learn: both collapses), and
+    ``teacher_marginal_entropy``, the entropy of ``P_t`` averaged over the batch (about 0 when
+    one prototype takes every image). ``c`` is a registered buffer, so it
     follows ``.to(device/dtype)`` and is saved in the state dict.
 
     The teacher temperature warms up linearly, in optimiser steps:
@@ -92,6 +100,7 @@ class DINOLoss(nn.Module):
         self.student_temp = student_temp
         self.center_momentum = center_momentum
         self.register_buffer("center", torch.zeros(1, output_dim))
+        self.last_terms: dict[str, torch.Tensor] = {}
 
     def teacher_temperature(self, step: int) -> float:
         """Teacher temperature after ``step`` optimiser steps (linear warm-up, then constant)."""
@@ -133,6 +142,15 @@ class DINOLoss(nn.Module):
                 if v != i
             ]
             loss = torch.stack(terms).mean()
+            with torch.no_grad():
+                probs = torch.cat(targets)
+                entropy = -torch.xlogy(probs, probs).sum(dim=-1).mean()
+                mean = probs.mean(dim=0)
+                self.last_terms = {
+                    "teacher_entropy": entropy,
+                    "teacher_student_kl": loss.detach() - entropy,
+                    "teacher_marginal_entropy": -torch.xlogy(mean, mean).sum(),
+                }
         self.update_center(torch.cat([t.detach() for t in teacher_out]))
         return loss
 

@@ -66,6 +66,23 @@ class SSLMethod(nn.Module):
                 already accounted for), so schedules reach their end value at ``total_steps``.
         """
 
+    def training_diagnostics(self) -> dict[str, float]:
+        """Scalars of the last :meth:`training_loss` call that the trainer logs beside the loss
+        (e.g. wav2vec 2.0's codebook perplexity); none by default.
+
+        Returns:
+            Name -> value; names are ``metrics.jsonl`` keys, so they must not clash with the
+            trainer's own (``loss``, ``lr``, ...).
+        """
+        return {}
+
+    def collapse_warning(self) -> str | None:
+        """A message when the last :meth:`training_loss` call shows a collapse that the loss
+        alone hides (e.g. a codebook quantising every frame to one codeword), else None. The
+        trainer logs it as a warning, once per run.
+        """
+        return None
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Features for downstream use: the encoder's pooled output ``(B, embedding_dim)``."""
         return self.encoder(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -11,6 +12,9 @@ from ssl_models.heads.dino_head import DINOHead
 from ssl_models.losses.dino_loss import DINOLoss
 from ssl_models.methods.base import SSLMethod
 from ssl_models.momentum import cosine_momentum, momentum_copy
+
+#: :meth:`DINO.collapse_warning` calls teacher targets uniform from this fraction of ``ln K``.
+UNIFORM_COLLAPSE_ENTROPY_FRACTION = 0.98
 
 
 class DINO(SSLMethod):
@@ -146,6 +150,36 @@ class DINO(SSLMethod):
         return self.criterion(
             list(teacher.split(b)), list(student.split(b)), step=int(self.global_step)
         )
+
+    def training_diagnostics(self) -> dict[str, float]:
+        """The last batch's ``teacher_entropy``, ``teacher_student_kl`` and
+        ``teacher_marginal_entropy`` (nats; see :class:`DINOLoss`); empty before the first."""
+        return {k: float(v) for k, v in self.criterion.last_terms.items()}
+
+    def collapse_warning(self) -> str | None:
+        """A message for either collapse of the paper's section 5.3 on the last batch: uniform
+        (teacher entropy at least :data:`UNIFORM_COLLAPSE_ENTROPY_FRACTION` of ``ln K``, the loss
+        then sits near ``ln K``), or one prototype taking the whole batch (the batch-averaged
+        teacher distribution has perplexity below 2); else None."""
+        terms = self.training_diagnostics()
+        if not terms:
+            return None
+        k = self.criterion.output_dim
+        if k > 1 and terms["teacher_entropy"] >= UNIFORM_COLLAPSE_ENTROPY_FRACTION * math.log(k):
+            return (
+                f"DINO uniform collapse: the teacher's targets are near uniform over the {k} "
+                f"prototypes (entropy {terms['teacher_entropy']:.3f} nats, ln K = "
+                f"{math.log(k):.3f}), so the loss sits at ln K; sharpen the teacher (lower "
+                f"method.teacher_temp, now {self.criterion.teacher_temp})"
+            )
+        if math.exp(terms["teacher_marginal_entropy"]) < 2:
+            return (
+                f"DINO collapse to one prototype: the batch-averaged teacher distribution has "
+                f"perplexity {math.exp(terms['teacher_marginal_entropy']):.2f} of {k} "
+                f"prototypes; centre faster (lower method.center_momentum, now "
+                f"{self.criterion.center_momentum}) or raise method.teacher_temp"
+            )
+        return None
 
     def momentum_at(self, step: int, total_steps: int) -> float:
         """Teacher EMA momentum used after optimiser step ``step`` (1-based) of ``total_steps``."""

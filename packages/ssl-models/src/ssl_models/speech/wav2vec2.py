@@ -14,6 +14,12 @@ from ssl_models.speech.diversity_loss import codebook_diversity_loss, codebook_p
 from ssl_models.speech.encoder import SpeechEncoder
 from ssl_models.speech.negative_sampling import sample_negative_indices
 
+#: Gumbel temperature decay per optimiser step in the paper (2 -> 0.5 over 277k steps).
+PAPER_GUMBEL_TEMPERATURE_DECAY = 0.999995
+#: :meth:`Wav2Vec2.collapse_warning` fires at or below this many codewords per codebook
+#: (perplexity / G); a collapsed quantiser sits at 1.
+COLLAPSED_PERPLEXITY_PER_CODEBOOK = 1.5
+
 
 class Wav2Vec2(SSLMethod):
     """Mask spans of the latent speech frames, and pick each masked frame's true quantised
@@ -24,10 +30,15 @@ class Wav2Vec2(SSLMethod):
     straight-through Gumbel-softmax on the unmasked convolutional features, codewords
     concatenated). Its Gumbel temperature is annealed per optimiser step by
     :meth:`after_optimizer_step`: ``max(max_temp * decay ** step, min_temp)`` (paper: 2 -> 0.5,
-    decay 0.999995). ``L_m`` is averaged over the anchors and ``L_d`` is computed on the
+    decay 0.999995, which reaches 0.5 after 277k of its 400k steps), or, with
+    ``gumbel_anneal_fraction`` f, geometrically from ``max_temp`` to ``min_temp`` at step
+    ``f * total_steps``, so the schedule follows the run's length. A short run on the paper's
+    per-step decay never anneals; one that reaches the floor early can collapse to one codeword
+    per codebook (:meth:`collapse_warning`). ``L_m`` is averaged over the anchors and ``L_d`` is computed on the
     codeword distribution averaged over the batch's real (unpadded) frames. The detached terms
     of the last call are in :attr:`last_loss_terms` (``contrastive``, ``diversity``,
-    ``perplexity``, ``gumbel_temperature``). Distractors come from the same utterance, so no
+    ``perplexity``, ``gumbel_temperature``), which the trainer logs
+    (:meth:`training_diagnostics`). Distractors come from the same utterance, so no
     cross-rank gathering is needed under DDP; ``L_d`` uses each rank's own batch, as in the
     reference implementation. The reference code's extra L2 penalty on the convolutional
     features is not included.
@@ -54,12 +65,17 @@ class Wav2Vec2(SSLMethod):
         proj_codevector_dim: Width of the space where ``c_t`` and ``q_t`` are compared.
         max_gumbel_temperature: Gumbel temperature at step 0 (2.0).
         min_gumbel_temperature: Its floor (0.5).
-        gumbel_temperature_decay: Factor per optimiser step (0.999995).
+        gumbel_temperature_decay: Factor per optimiser step (paper: 0.999995, the default
+            when ``gumbel_anneal_fraction`` is not set).
+        gumbel_anneal_fraction: Fraction of the run's optimiser steps after which the
+            temperature reaches ``min_gumbel_temperature`` (in (0, 1]); replaces the per-step
+            decay.
         feature_dropout: Dropout on the features entering the quantiser.
 
     Raises:
         TypeError: ``encoder`` is not a ``SpeechEncoder``.
-        ValueError: A size, weight or temperature out of range.
+        ValueError: A size, weight or temperature out of range, or both
+            ``gumbel_temperature_decay`` and ``gumbel_anneal_fraction`` set.
 
     Reference: Baevski et al., "wav2vec 2.0: A Framework for Self-Supervised Learning of Speech
     Representations", arXiv:2006.11477, sections 2-3.
@@ -79,7 +95,8 @@ class Wav2Vec2(SSLMethod):
         proj_codevector_dim: int = 256,
         max_gumbel_temperature: float = 2.0,
         min_gumbel_temperature: float = 0.5,
-        gumbel_temperature_decay: float = 0.999995,
+        gumbel_temperature_decay: float | None = None,
+        gumbel_anneal_fraction: float | None = None,
         feature_dropout: float = 0.0,
     ) -> None:
         if not isinstance(encoder, SpeechEncoder):
@@ -99,13 +116,25 @@ class Wav2Vec2(SSLMethod):
                 f"num_codevector_groups={num_codevector_groups} must divide "
                 f"codevector_dim={codevector_dim}"
             )
-        if not 0 < min_gumbel_temperature <= max_gumbel_temperature or not (
-            0 < gumbel_temperature_decay <= 1
-        ):
+        if gumbel_temperature_decay is not None and gumbel_anneal_fraction is not None:
             raise ValueError(
-                f"need 0 < min_gumbel_temperature <= max_gumbel_temperature and 0 < decay <= 1, "
-                f"got {min_gumbel_temperature}, {max_gumbel_temperature}, "
-                f"{gumbel_temperature_decay}"
+                "set gumbel_temperature_decay (a factor per step) or gumbel_anneal_fraction (a "
+                "fraction of the run), not both"
+            )
+        if gumbel_anneal_fraction is None and gumbel_temperature_decay is None:
+            gumbel_temperature_decay = PAPER_GUMBEL_TEMPERATURE_DECAY
+        if not 0 < min_gumbel_temperature <= max_gumbel_temperature:
+            raise ValueError(
+                f"need 0 < min_gumbel_temperature <= max_gumbel_temperature, got "
+                f"{min_gumbel_temperature}, {max_gumbel_temperature}"
+            )
+        if gumbel_temperature_decay is not None and not 0 < gumbel_temperature_decay <= 1:
+            raise ValueError(
+                f"gumbel_temperature_decay must be in (0, 1], got {gumbel_temperature_decay}"
+            )
+        if gumbel_anneal_fraction is not None and not 0 < gumbel_anneal_fraction <= 1:
+            raise ValueError(
+                f"gumbel_anneal_fraction must be in (0, 1], got {gumbel_anneal_fraction}"
             )
         from transformers.models.wav2vec2.modeling_wav2vec2 import Wav2Vec2GumbelVectorQuantizer
 
@@ -130,6 +159,7 @@ class Wav2Vec2(SSLMethod):
         self.max_gumbel_temperature = max_gumbel_temperature
         self.min_gumbel_temperature = min_gumbel_temperature
         self.gumbel_temperature_decay = gumbel_temperature_decay
+        self.gumbel_anneal_fraction = gumbel_anneal_fraction
         self.last_loss_terms: dict[str, torch.Tensor] = {}
 
     @property
@@ -137,11 +167,50 @@ class Wav2Vec2(SSLMethod):
         """The quantiser's current Gumbel-softmax temperature."""
         return float(self.quantizer.temperature)
 
+    def gumbel_temperature_at(self, step: int, total_steps: int) -> float:
+        """The Gumbel temperature after ``step`` of ``total_steps`` optimiser steps:
+        ``max(max_temp * decay ** step, min_temp)``, or with ``gumbel_anneal_fraction`` f,
+        ``max_temp * (min_temp / max_temp) ** min(1, step / (f * total_steps))``.
+
+        Raises:
+            ValueError: ``step`` < 0 or ``total_steps`` < 1.
+        """
+        if step < 0 or total_steps < 1:
+            raise ValueError(f"need step >= 0 and total_steps >= 1, got {step}, {total_steps}")
+        hi, lo = self.max_gumbel_temperature, self.min_gumbel_temperature
+        if self.gumbel_anneal_fraction is not None:
+            progress = min(1.0, step / (self.gumbel_anneal_fraction * total_steps))
+            return hi * (lo / hi) ** progress
+        assert self.gumbel_temperature_decay is not None
+        return max(hi * self.gumbel_temperature_decay**step, lo)
+
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
-        """Anneal the Gumbel temperature: ``max(max_temp * decay ** step, min_temp)``."""
-        self.quantizer.temperature = max(
-            self.max_gumbel_temperature * self.gumbel_temperature_decay**step,
-            self.min_gumbel_temperature,
+        """Anneal the Gumbel temperature (:meth:`gumbel_temperature_at`)."""
+        self.quantizer.temperature = self.gumbel_temperature_at(step, total_steps)
+
+    def training_diagnostics(self) -> dict[str, float]:
+        """The last call's ``contrastive`` and ``diversity`` terms, codebook ``perplexity``
+        (in ``[G, G * V]``) and ``gumbel_temperature``; empty before the first call."""
+        return {k: float(v) for k, v in self.last_loss_terms.items()}
+
+    def collapse_warning(self) -> str | None:
+        """A message when the last batch's codebook perplexity is at most
+        :data:`COLLAPSED_PERPLEXITY_PER_CODEBOOK` per codebook: every frame quantises to (about)
+        the same codewords, so each distractor equals its positive, is dropped, and the
+        contrastive term stops giving gradient while the loss sits near ``alpha (1 - 1/V)``."""
+        perplexity = self.last_loss_terms.get("perplexity")
+        if (
+            perplexity is None
+            or float(perplexity) > COLLAPSED_PERPLEXITY_PER_CODEBOOK * self.num_groups
+        ):
+            return None
+        return (
+            f"wav2vec 2.0 codebook collapse: perplexity {float(perplexity):.2f} of "
+            f"{self.num_groups * self.num_vars} codewords ({self.num_groups} codebooks x "
+            f"{self.num_vars}); every frame quantises to the same codewords and the contrastive "
+            f"term gives no gradient. Anneal the Gumbel temperature over more of the run "
+            f"(method.gumbel_anneal_fraction, now {self.gumbel_anneal_fraction}), raise "
+            f"method.diversity_weight (now {self.diversity_weight}) or lower optimizer.lr"
         )
 
     def training_loss(
