@@ -73,3 +73,27 @@ def test_simclr_loss_trains_down():
     assert loss.item() < first - 0.3
     with pytest.raises(ValueError, match="needs 2 views"):
         m.training_loss([x])
+
+
+def test_simclr_views_in_one_pass_or_one_pass_per_view():
+    torch.manual_seed(0)
+    joint = build_method({"name": "simclr", "projection_dim": 16}, SmallCNN(widths=(8, 16)))
+    split = build_method({"name": "simclr", "projection_dim": 16, "views_in_one_pass": False},
+                         SmallCNN(widths=(8, 16)))  # fmt: skip
+    initial = {k: v.clone() for k, v in joint.state_dict().items()}
+    split.load_state_dict(initial)
+    g = torch.Generator().manual_seed(1)
+    views = [torch.randn(8, 1, 28, 28, generator=g) for _ in range(2)]
+    # Per view: NT-Xent of each view's own pass (batch-norm statistics of that view alone).
+    z0, z1 = (split.projection_head(split.encoder(v)) for v in views)
+    expected = split.criterion(z0, z1)
+    torch.testing.assert_close(split.training_loss(views), expected, rtol=0, atol=1e-6)
+    # In train mode the joint pass normalises over both views, so the losses differ ...
+    assert abs(joint.training_loss(views).item() - expected.item()) > 1e-4
+    # ... and with the same running statistics (eval mode) they are the same computation.
+    for m in (joint, split):
+        m.load_state_dict(initial)
+        m.eval()
+    torch.testing.assert_close(
+        joint.training_loss(views), split.training_loss(views), atol=1e-5, rtol=0
+    )

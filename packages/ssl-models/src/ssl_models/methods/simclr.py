@@ -22,6 +22,11 @@ class SimCLR(SSLMethod):
         temperature: NT-Xent temperature (0.5 in the paper's CIFAR-10 setting).
         gather_distributed: Negatives from all ranks under ``torch.distributed`` (the paper's
             global batch); see :class:`~ssl_models.losses.NTXentLoss`.
+        views_in_one_pass: Encode both views as one batch of 2B, so batch norm normalises over
+            both views (the reference implementation); False encodes each view in its own pass
+            of B, with batch-norm statistics per view, as LightlySSL's examples do. On 2 CPU
+            cores a small-image ResNet-18 forward + backward took 4-8% less time as two passes
+            of 256 than as one of 512 (``bench/encoder_batch_split.py``).
 
     Reference: Chen et al., "A Simple Framework for Contrastive Learning of Visual
     Representations", arXiv:2002.05709.
@@ -36,15 +41,18 @@ class SimCLR(SSLMethod):
         projection_dim: int = 128,
         temperature: float = 0.5,
         gather_distributed: bool = False,
+        views_in_one_pass: bool = True,
     ) -> None:
         super().__init__(encoder)
         self.projection_head = ProjectionHead(
             self.embedding_dim, projection_hidden_dim, projection_dim, num_layers=2
         )
         self.criterion = NTXentLoss(temperature, gather_distributed=gather_distributed)
+        self.views_in_one_pass = views_in_one_pass
 
     def training_loss(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        """NT-Xent of the projected views; one encoder pass over both views (shared BN stats).
+        """NT-Xent of the projected views (one encoder pass over both, or one per view: see
+        ``views_in_one_pass``).
 
         Args:
             views: Two ``(B, C, H, W)`` float tensors.
@@ -53,6 +61,9 @@ class SimCLR(SSLMethod):
             Scalar float32 loss.
         """
         self._check_views(views)
+        if not self.views_in_one_pass:
+            z0, z1 = (self.projection_head(self.encoder(v)) for v in views)
+            return self.criterion(z0, z1)
         b = views[0].shape[0]
         z = self.projection_head(self.encoder(torch.cat(list(views))))
         return self.criterion(z[:b], z[b:])
