@@ -222,16 +222,23 @@ def test_collapse_warning_names_uniform_and_one_prototype_collapse():
         "teacher_entropy", "teacher_student_kl", "teacher_marginal_entropy"
     }  # fmt: skip
     assert healthy.collapse_warning() is None
-    # A teacher temperature of 1000 flattens every target: uniform collapse.
-    flat = _tiny_dino(teacher_temp=1000.0, warmup_teacher_temp=1000.0)
+    # Temperatures of 1000 flatten every target and prediction: uniform collapse (KL ~ 0).
+    flat = _tiny_dino(teacher_temp=1000.0, warmup_teacher_temp=1000.0, student_temp=1000.0)
     flat.training_loss(_views(b=8))
     assert flat.training_diagnostics()["teacher_entropy"] == pytest.approx(math.log(16), abs=1e-3)
+    assert flat.training_diagnostics()["teacher_student_kl"] == pytest.approx(0, abs=1e-4)
     assert "uniform collapse" in flat.collapse_warning()
-    # One image everywhere and a near-zero teacher temperature: every target is one one-hot.
-    sharp = _tiny_dino(teacher_temp=1e-4, warmup_teacher_temp=1e-4)
+    # Uniform targets the student does not match yet (the early phase of a healthy run): no
+    # warning.
+    early = _tiny_dino(teacher_temp=1000.0, warmup_teacher_temp=1000.0)
+    early.training_loss(_views(b=8))
+    assert early.training_diagnostics()["teacher_student_kl"] > 0.01 * math.log(16)
+    assert early.collapse_warning() is None
+    # One image in both global views and near-zero temperatures: every target and prediction is
+    # the same one-hot.
+    sharp = _tiny_dino(teacher_temp=1e-4, warmup_teacher_temp=1e-4, student_temp=1e-4)
     image = _views()[0][:1].expand(8, -1, -1, -1)
-    views = [image, image, torch.nn.functional.avg_pool2d(image, 2)]
-    sharp.training_loss(views)
+    sharp.training_loss([image, image])
     assert sharp.training_diagnostics()["teacher_marginal_entropy"] == pytest.approx(0, abs=1e-6)
     assert "collapse to one prototype" in sharp.collapse_warning()
 
