@@ -328,9 +328,9 @@ def main() -> int:
         if "ratio_vs_lightly" in r:
             print(f"{r['backbone']:<15} {r['method']:<22} {ips['ours']:>8.1f} "
                   f"{ips[r['lightly_best']]:>8.1f} {r['ratio_vs_lightly']:>6.3f}")  # fmt: skip
-        if "ratio_vs_lightly_per_view" in r:
-            print(f"{r['backbone']:<15} {'simclr, BN per view':<22} {ips['ours_per_view']:>8.1f} "
-                  f"{ips[r['lightly_best']]:>8.1f} {r['ratio_vs_lightly_per_view']:>6.3f}")  # fmt: skip
+            if "ratio_vs_lightly_per_view" in r:
+                print(f"{r['backbone']:<15} {'simclr, BN per view':<22} {ips['ours_per_view']:>8.1f} "
+                      f"{ips[r['lightly_best']]:>8.1f} {r['ratio_vs_lightly_per_view']:>6.3f}")  # fmt: skip
         else:
             print(f"{r['backbone']:<15} {'full step / bare enc':<22} {ips['full']:>8.1f} "
                   f"{ips['bare']:>8.1f} {r['ratio_full_step_vs_bare_encoder']:>6.3f}")  # fmt: skip
