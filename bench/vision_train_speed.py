@@ -15,12 +15,12 @@ recipes). Saturation, hue and grayscale are no-ops on one-channel images on both
 - ours: ssl-data's batched view generator (in the training process) -> ssl-models' method.
 - LightlySSL: ``lightly.transforms`` (torchvision, per image, PIL) in a torch DataLoader ->
   ``lightly.models.modules`` heads and ``lightly.loss`` (NTXentLoss; NegativeCosineSimilarity with
-  ``update_momentum`` and ``cosine_schedule``), the loop its examples show.
+  ``update_momentum`` and ``cosine_schedule``), the loop its examples show. The loader runs with
+  0 and with ``--threads`` workers, and LightlySSL's faster configuration is the reference.
 - SimCLR is also timed with ``views_in_one_pass=False`` (``ours_per_view``,
   ``ratio_vs_lightly_per_view``): one encoder pass per view, batch-norm statistics per view, the
   same computation as LightlySSL's two encoder calls. Our default passes both views as one batch
-  (SimCLR's reference implementation), which costs a ResNet-18 some speed on CPU. The loader runs with
-  0 and with ``--threads`` workers, and LightlySSL's faster configuration is the reference.
+  (SimCLR's reference implementation), which costs a ResNet-18 some speed on CPU.
 
 Each configuration runs ``--warmup`` untimed steps, then ``--steps`` timed steps; this repeats
 ``--repeats`` times (configurations alternate) and the median images/s is reported. The thread

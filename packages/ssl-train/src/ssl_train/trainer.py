@@ -173,8 +173,8 @@ class Trainer:
     The run folder gets ``recipe.yaml`` (resolved), ``metrics.jsonl`` (one JSON object per
     logged step: loss, lr, images/s, the method's own diagnostics such as wav2vec 2.0's
     codebook perplexity, and the online evaluation's kNN top-1 and collapse monitor; a method's
-    collapse warning is logged once), ``tensorboard/`` event files, ``mlruns/`` when MLflow is on with its default
-    store, ``checkpoints/`` (docs/contracts.md), ``plots/`` and ``train_summary.json``.
+    collapse warning is logged once), ``tensorboard/`` event files, ``mlruns/`` when MLflow is
+    on with its default store, ``checkpoints/`` (docs/contracts.md), ``plots/`` and ``train_summary.json``.
     SIGINT/SIGTERM stop the run after the current step with a checkpoint (a second signal
     interrupts at once).
 

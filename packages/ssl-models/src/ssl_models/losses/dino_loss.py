@@ -30,7 +30,8 @@ class DINOLoss(nn.Module):
     After each forward the centre follows its EMA exactly:
     ``c <- m * c + (1 - m) * mean_b(t)``, the mean over every teacher row of the batch (all global
     views), and over every rank when ``torch.distributed`` is initialised (the per-rank sums are
-    all-reduced before dividing by the global row count).
+    all-reduced before dividing by the global row count). ``c`` is a registered buffer, so it
+    follows ``.to(device/dtype)`` and is saved in the state dict.
 
     Collapse monitor (the paper's section 5.3 and Figure 7): after each forward,
     :attr:`last_terms` holds detached scalars of this rank's batch: ``teacher_entropy``, the mean
@@ -38,8 +39,7 @@ class DINOLoss(nn.Module):
     ``teacher_student_kl`` = loss - ``teacher_entropy``, the mean KL from ``P_t`` to the student
     (0 when the student has nothing left to learn: both collapses), and
     ``teacher_marginal_entropy``, the entropy of ``P_t`` averaged over the batch (about 0 when
-    one prototype takes every image). ``c`` is a registered buffer, so it
-    follows ``.to(device/dtype)`` and is saved in the state dict.
+    one prototype takes every image).
 
     The teacher temperature warms up linearly, in optimiser steps:
     ``tau_t(step) = warmup_teacher_temp + (teacher_temp - warmup_teacher_temp) * step /

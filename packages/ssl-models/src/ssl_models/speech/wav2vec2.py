@@ -34,8 +34,8 @@ class Wav2Vec2(SSLMethod):
     ``gumbel_anneal_fraction`` f, geometrically from ``max_temp`` to ``min_temp`` at step
     ``f * total_steps``, so the schedule follows the run's length. A short run on the paper's
     per-step decay never anneals; one that reaches the floor early can collapse to one codeword
-    per codebook (:meth:`collapse_warning`). ``L_m`` is averaged over the anchors and ``L_d`` is computed on the
-    codeword distribution averaged over the batch's real (unpadded) frames. The detached terms
+    per codebook (:meth:`collapse_warning`). ``L_m`` is averaged over the anchors and ``L_d`` is
+    computed on the codeword distribution averaged over the batch's real (unpadded) frames. The detached terms
     of the last call are in :attr:`last_loss_terms` (``contrastive``, ``diversity``,
     ``perplexity``, ``gumbel_temperature``), which the trainer logs
     (:meth:`training_diagnostics`). Distractors come from the same utterance, so no
