@@ -67,10 +67,19 @@ def test_fsdp_on_two_ranks_follows_one_rank_and_checkpoints_cross_over(method, t
     two = _pretrain(recipe, tmp_path / "two", "--nproc", "2")
     assert len(one) == len(two) == 4
     assert one[0] == pytest.approx(two[0], abs=1e-6)  # same weights, same global batch
-    assert two == pytest.approx(one, abs=1e-4)
+    if method == "simclr":
+        assert two == pytest.approx(one, abs=1e-4)
+    else:
+        # AdamW turns float noise in near-zero gradients into lr-sized steps of random sign, and
+        # two ranks of 32 images round differently from one process of 64: here the curves part
+        # by 1e-5 after one step and 1e-4 after five; on CI's CPU by 1e-3 (relative) after three.
+        # SGD (SimCLR above) keeps them within 1e-4.
+        assert two[1] == pytest.approx(one[1], rel=1e-3)
+        assert two[2:] == pytest.approx(one[2:], rel=1e-2)
     # Rank 0's online kNN evaluation ran on an unsharded copy of the sharded model.
     knn = [_last_row(tmp_path / run)["knn_top1"] for run in ("one", "two")]
-    assert knn[0] == pytest.approx(knn[1], abs=1e-6)
+    # Under AdamW the weights part slightly (above): a query near a tie may change its vote.
+    assert knn[0] == pytest.approx(knn[1], abs=1e-6 if method == "simclr" else 0.01)
 
     # Rank 0 wrote full (unsharded) tensors: the same keys, shapes and values as one process.
     w1 = load_file(tmp_path / "one" / "checkpoints" / "step-00000004" / "model.safetensors")
@@ -97,7 +106,9 @@ def test_fsdp_on_two_ranks_follows_one_rank_and_checkpoints_cross_over(method, t
         # The one-process checkpoint at step 2 resumes under FSDP on 2 ranks.
         resumed = _restart_from(tmp_path / "one", tmp_path / "resumed", 2)
         tail = _pretrain(recipe, resumed, "--resume", "--nproc", "2")
-    assert tail == pytest.approx(one[2:], abs=1e-4)
+    assert tail[0] == pytest.approx(one[2], abs=1e-4)  # the checkpointed weights
+    after = {"abs": 1e-4} if method == "simclr" else {"rel": 1e-3}  # one step on, as above
+    assert tail[1] == pytest.approx(one[3], **after)
 
 
 def test_strategy_default_is_left_out_of_the_resolved_recipe_and_hash(tiny_tree):
