@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -440,7 +441,7 @@ class ModelBatcher:
         self, batch: list[_Request], answer: Callable[[int, dict[str, np.ndarray]], None]
     ) -> None:
         """Run the merged inputs; ``answer(i, rows by output name)`` each request once done."""
-        offsets = np.cumsum([0] + [r.inputs for r in batch])
+        offsets = [0, *itertools.accumulate(r.inputs for r in batch)]
         if batch[0].text is not None:
             self._infer_text(batch, offsets, answer)
             return
@@ -466,50 +467,58 @@ class ModelBatcher:
     def _infer_text(
         self,
         batch: list[_Request],
-        offsets: np.ndarray,
+        offsets: list[int],
         answer: Callable[[int, dict[str, np.ndarray]], None],
     ) -> None:
         """Embed every request's text rows in length-sorted padded sub-batches; answer each
-        request after the sub-batch that completes its rows."""
+        request after the sub-batch that completes its rows.
+
+        Which sub-batch completes which request is worked out before the first run, so only
+        the copy of each run's rows and the answers come between one run and the next.
+        """
         embedder = self.model.text_embedder
         assert embedder is not None
         ids: list[np.ndarray] = []
         types: list[np.ndarray | None] = []
         masks: list[np.ndarray | None] = []
-        for r in batch:
+        owner: list[int] = []
+        for k, r in enumerate(batch):
             assert r.text is not None
             ids.extend(r.text.ids)
             types.extend(r.text.type_ids if r.text.type_ids is not None else [None] * r.inputs)
             masks.extend(r.text.masks if r.text.masks is not None else [None] * r.inputs)
+            owner.extend([k] * r.inputs)
         names = list(dict.fromkeys(n for r in batch for n in r.output_names))
-        owner = np.repeat(np.arange(len(batch)), [r.inputs for r in batch])
-        left = np.array([r.inputs for r in batch])
-        outs: dict[str, np.ndarray] = {}
-        for idx in length_sorted_batches(
+        runs = length_sorted_batches(
             [len(s) for s in ids],
             max_batch_size=self.config.max_batch_size,
             max_batch_tokens=self.config.max_batch_tokens,
-        ):
-            longest = max(len(ids[i]) for i in idx)
-            padded = np.full((len(idx), longest), embedder.pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), longest), dtype=np.int64)
-            type_ids = np.zeros((len(idx), longest), dtype=np.int64)
-            for k, i in enumerate(idx):
+        )
+        last_run = {owner[i]: g for g, idx in enumerate(runs) for i in idx.tolist()}
+        completes: list[list[int]] = [[] for _ in runs]
+        for k, g in sorted(last_run.items()):
+            completes[g].append(k)
+        outs: dict[str, np.ndarray] = {}
+        for g, idx in enumerate(runs):
+            rows = idx.tolist()
+            longest = max(len(ids[i]) for i in rows)
+            padded = np.full((len(rows), longest), embedder.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), longest), dtype=np.int64)
+            type_ids = np.zeros((len(rows), longest), dtype=np.int64)
+            for j, i in enumerate(rows):
                 n = len(ids[i])
-                padded[k, :n] = ids[i]
-                mask[k, :n] = 1 if masks[i] is None else masks[i]
+                padded[j, :n] = ids[i]
+                mask[j, :n] = 1 if masks[i] is None else masks[i]
                 if types[i] is not None:
-                    type_ids[k, :n] = types[i]
+                    type_ids[j, :n] = types[i]
             arrays = embedder.run_padded(padded, mask, type_ids, names)
             for name, a in zip(names, arrays, strict=True):
                 if name not in outs:
                     outs[name] = np.empty((len(ids), *a.shape[1:]), dtype=np.float32)
                 outs[name][idx] = a
-            owners, counts = np.unique(owner[idx], return_counts=True)
-            left[owners] -= counts
-            for i in owners[left[owners] == 0]:
-                rows = slice(offsets[i], offsets[i + 1])
-                answer(int(i), {name: outs[name][rows] for name in batch[i].output_names})
+            for k in completes[g]:
+                span = slice(offsets[k], offsets[k + 1])
+                answer(k, {name: outs[name][span] for name in batch[k].output_names})
 
 
 class Arrival:
