@@ -32,6 +32,28 @@ def test_each_subcommand_explains_itself(command: str, capsys: pytest.CaptureFix
     assert "--target" in out or "--repository" in out
 
 
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["serve", "--repository", "r", "--port", "99999"], "--port: must be a TCP port, 0-65535"),
+        (["serve", "--repository", "r", "--port", "-1"], "--port: must be a TCP port"),
+        (["serve", "--repository", "r", "--metrics-port", "65536"], "--metrics-port: must be"),
+        (["serve", "--repository", "r", "--threads", "0"], "--threads: must be >= 1, got 0"),
+        (["embed", "--target", "t", "--model", "m", "--output", "o", "--batch-size", "0"],
+         "--batch-size: must be >= 1"),
+        (["classify", "--target", "t", "--model", "m", "--top-k", "0"], "--top-k: must be >= 1"),
+        (["models", "--target", "t", "--timeout-s", "0"], "--timeout-s: must be > 0"),
+    ],
+)  # fmt: skip
+def test_out_of_range_options_are_usage_errors(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert words in capsys.readouterr().err
+
+
 def test_embed_writes_the_served_embeddings(
     server: ServerProcess, tmp_path: Path, fashion_test_images: np.ndarray
 ) -> None:

@@ -141,3 +141,8 @@ def test_cli_evaluate_embeddings_with_linear_probe(tmp_path, capsys):
              test_embeddings=np.zeros((2, 5)), test_labels=np.arange(2))  # fmt: skip
     assert main(["evaluate", "--embeddings", str(tmp_path / "bad.npz"), "--linear-probe"]) == 2
     assert "bad.npz" in capsys.readouterr().err
+    # A lone array (what `ssl-serve embed` writes) is named as that, not a traceback.
+    np.save(tmp_path / "served.npy", np.zeros((3, 4), dtype=np.float32))
+    assert main(["evaluate", "--embeddings", str(tmp_path / "served.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "served.npy: need an .npz with train_embeddings" in err and "one ndarray" in err

@@ -137,6 +137,16 @@ def test_cli_rejects_bad_evaluate_values(capsys):
     assert "must be > 0" in capsys.readouterr().err
 
 
+def test_cli_rejects_conflicting_or_bad_pretrain_flags(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["pretrain", "fashion_mnist_simclr", "--resume", "--overwrite"])
+    assert err.value.code == 2
+    assert "--overwrite: not allowed with argument --resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main(["pretrain", "fashion_mnist_simclr", "--nproc", "0"])
+    assert err.value.code == 2 and "--nproc: must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_cli_recipes_lists_and_prints(capsys):
     assert main(["recipes"]) == 0
     listing = capsys.readouterr().out

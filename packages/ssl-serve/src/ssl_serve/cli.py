@@ -162,12 +162,32 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _texts(args: argparse.Namespace) -> list[str]:
-    """The texts of ``--text`` (first) and ``--text-file`` (one per line; '-' is stdin)."""
+    """The texts of ``--text`` (first), then of each ``--text-file`` in order (one per line;
+    '-' is stdin).
+
+    Raises:
+        SslServeError: A file is not UTF-8 (the line and byte are named) or has no lines.
+    """
     texts = list(args.text or [])
-    if args.text_file is not None:
-        fh = sys.stdin if str(args.text_file) == "-" else args.text_file.open(encoding="utf-8")
-        with fh:
-            texts += [line.rstrip("\n") for line in fh]
+    for path in args.text_file or []:
+        stdin = str(path) == "-"
+        data = sys.stdin.buffer.read() if stdin else path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise SslServeError(
+                f"{'stdin' if stdin else path}: line {line} is not UTF-8 (byte "
+                f"0x{data[e.start]:02x} at offset {e.start}); convert it first, e.g. "
+                "iconv -f latin1 -t utf-8"
+            ) from None
+        # One text per line, as a text-mode file reads it (any newline convention).
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        if not lines:
+            raise SslServeError(f"--text-file {path}: no lines to send")
+        texts += lines
     return texts
 
 
@@ -507,6 +527,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port, 0-65535, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -555,13 +589,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface (default: %(default)s)")
     p.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=50051,
         help="TCP port; 0 picks a free one (default: %(default)s)",
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=_positive_int,
         default=None,
         help="onnxruntime intra-op threads per model (default: available CPUs, at most 8)",
     )
@@ -614,25 +648,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-message-mb",
-        type=float,
+        type=_positive_float,
         default=64.0,
         help="largest request/response message in MiB (default: %(default)s)",
     )
     p.add_argument(
         "--max-concurrent-rpcs",
-        type=int,
+        type=_positive_int,
         default=64,
         help="RPCs in flight before RESOURCE_EXHAUSTED (default: %(default)s)",
     )
     p.add_argument(
         "--grace-s",
-        type=float,
+        type=_non_negative_float,
         default=10.0,
         help="seconds in-flight RPCs get to finish on shutdown (default: %(default)s)",
     )
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=_port,
         default=None,
         help="serve Prometheus metrics over HTTP on this port of --host (0 picks a free one; "
         "prints 'ssl-serve metrics on http://HOST:PORT/metrics'); default: off",
@@ -679,11 +713,14 @@ def build_parser() -> argparse.ArgumentParser:
     def add_target(p: argparse.ArgumentParser) -> None:
         p.add_argument("--target", required=True, help="server address HOST:PORT")
         p.add_argument(
-            "--timeout-s", type=float, default=30.0, help="per-call deadline (default: %(default)s)"
+            "--timeout-s",
+            type=_positive_float,
+            default=30.0,
+            help="per-call deadline (default: %(default)s)",
         )
         p.add_argument(
             "--max-message-mb",
-            type=float,
+            type=_positive_float,
             default=64.0,
             help="largest message sent or received, in MiB; a larger response fails with "
             "RESOURCE_EXHAUSTED (default: %(default)s, as the server's)",
@@ -728,7 +765,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--version", default="", help="model version (default: the highest)")
     p.add_argument(
-        "--batch-size", type=int, default=256, help="inputs per request (default: %(default)s)"
+        "--batch-size",
+        type=_positive_int,
+        default=256,
+        help="inputs per request (default: %(default)s)",
     )
     p.add_argument(
         "--output",
@@ -745,8 +785,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--text-file",
         type=Path,
+        action="append",
         metavar="FILE",
-        help="a UTF-8 file of texts, one per line ('-' reads stdin)",
+        help="a UTF-8 file of texts, one per line ('-' reads stdin; repeatable, in order)",
     )
     p.add_argument(
         "files",
@@ -771,10 +812,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--version", default="", help="model version (default: the highest)")
     p.add_argument(
-        "--top-k", type=int, default=5, help="labels printed per file (default: %(default)s)"
+        "--top-k",
+        type=_positive_int,
+        default=5,
+        help="labels printed per file (default: %(default)s)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=256, help="inputs per request (default: %(default)s)"
+        "--batch-size",
+        type=_positive_int,
+        default=256,
+        help="inputs per request (default: %(default)s)",
     )
     p.add_argument(
         "--output",
@@ -791,8 +838,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--text-file",
         type=Path,
+        action="append",
         metavar="FILE",
-        help="a UTF-8 file of texts to classify, one per line ('-' reads stdin)",
+        help="a UTF-8 file of texts to classify, one per line ('-' reads stdin; repeatable, "
+        "in order)",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="PNG or JPEG image files")
     p.set_defaults(func=_classify)
@@ -842,7 +891,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-length",
-        type=int,
+        type=_positive_int,
         help="text models: longest sequence in tokens, special tokens counted (default: "
         "sentence_bert_config.json's max_seq_length, else the tokenizer's model_max_length)",
     )
@@ -854,7 +903,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-seconds",
-        type=float,
+        type=_positive_float,
         help="audio models (wav2vec 2.0 / HuBERT folders, speech checkpoints of ssl-train): "
         "longest clip the server accepts, "
         "in seconds (default: 30)",
@@ -874,7 +923,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default="1", help="model version (default: %(default)s)")
     p.add_argument(
         "--tolerance",
-        type=float,
+        type=_positive_float,
         default=1e-4,
         help="largest accepted |onnxruntime - PyTorch| (default: %(default)s)",
     )
@@ -929,13 +978,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="integer version of a single bundle (default: its version)")
     p.add_argument(
         "--max-batch-size",
-        type=int,
+        type=_positive_int,
         default=64,
         help="config max_batch_size: largest dynamic batch (default: %(default)s)",
     )
     p.add_argument(
         "--max-queue-delay-us",
-        type=int,
+        type=_non_negative_int,
         default=1000,
         help="dynamic_batching max_queue_delay_microseconds (default: %(default)s)",
     )

@@ -164,16 +164,20 @@ def test_cli_embeds_a_file_of_lines(
     text_server: ServerProcess, client: EmbeddingClient, sentences: list[str], tmp_path: Path
 ) -> None:
     lines = tmp_path / "texts.txt"
-    lines.write_text("\n".join(sentences[:5]) + "\n", encoding="utf-8")
+    lines.write_text("\n".join(sentences[:3]) + "\n", encoding="utf-8")
+    windows = tmp_path / "windows.txt"  # CRLF line ends, no newline at the end, a blank line
+    windows.write_bytes("\r\n".join([sentences[4], "", sentences[5]]).encode("utf-8"))
     cmd = [sys.executable, "-c", NO_TORCH, "embed", "--target", text_server.address]
     cmd += ["--model", TEXT_MODEL, "--text-file", str(lines), "--text", sentences[6]]
-    cmd += ["--output", str(tmp_path / "emb")]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    cmd += ["--text-file", "-", "--text-file", str(windows), "--output", str(tmp_path / "emb")]
+    out = subprocess.run(cmd, input=sentences[3] + "\n", capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "(6, 384) float32" in out.stdout and "0 texts truncated" in out.stdout
+    assert "(8, 384) float32" in out.stdout and "0 texts truncated" in out.stdout
     saved = np.load(tmp_path / "emb.npy")
-    # --text values come first, then the file's lines.
-    expected = client.embed_texts(TEXT_MODEL, [sentences[6], *sentences[:5]])
+    # --text values come first, then each file's lines in the order the files were given.
+    expected = client.embed_texts(TEXT_MODEL, [sentences[6], *sentences[:4], sentences[4], "",
+                                               sentences[5]])  # fmt: skip
     np.testing.assert_array_equal(saved, expected)
 
 
@@ -189,3 +193,17 @@ def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(embed) == 2
     assert "nothing to embed" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+    # A file that is not UTF-8 or has no lines is named, before any call to the server.
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\u00e9\n".encode() + "na\u00efve\n".encode("latin-1"))
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    assert main([*embed, "--text-file", str(latin1)]) == 1
+    err = capsys.readouterr().err
+    assert f"{latin1}: line 2 is not UTF-8 (byte 0xef at offset 8)" in err, err
+    assert main([*embed, "--text-file", str(empty)]) == 1
+    assert f"--text-file {empty}: no lines to send" in capsys.readouterr().err
+    assert not (tmp_path / "o.npy").exists()
+    assert main(["export", "--hf-model", str(tmp_path / "nosuch"), "--name", "m", *out]) == 1
+    assert f"{tmp_path / 'nosuch'} is not a folder" in capsys.readouterr().err

@@ -104,11 +104,18 @@ def _unit(recipe: Recipe) -> str:
 
 def _load_embeddings(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     keys = ("train_embeddings", "train_labels", "test_embeddings", "test_labels")
+    need = f"need an .npz with {', '.join(keys)}"
     try:
-        with np.load(path) as f:
+        loaded = np.load(path)
+    except (OSError, ValueError) as err:
+        raise SslTrainError(f"{path}: {need} ({err})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a lone .npy array (e.g. ssl-serve embed's)
+        raise SslTrainError(f"{path}: {need}; this file holds one {type(loaded).__name__}")
+    try:
+        with loaded as f:
             train_x, train_y, test_x, test_y = (f[k] for k in keys)
-    except (OSError, KeyError, ValueError) as err:
-        raise SslTrainError(f"{path}: need an .npz with {', '.join(keys)} ({err})") from None
+    except KeyError as err:
+        raise SslTrainError(f"{path}: {need} ({err})") from None
     return train_x, train_y, test_x, test_y
 
 
@@ -400,10 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a recipe value, e.g. --set optimizer.lr=0.3 --set budget.steps=100 (repeatable)",
     )
     p.add_argument("--output", help="run folder (default: runs/<recipe name>)")
-    p.add_argument(
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
         "--resume", action="store_true", help="continue from the run folder's latest checkpoint"
     )
-    p.add_argument(
+    start.add_argument(
         "--overwrite", action="store_true", help="delete a previous run in the output folder first"
     )
     p.add_argument(
@@ -416,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--nproc",
-        type=int,
+        type=_positive_int,
         default=1,
         metavar="N",
         help="run N processes on this machine with DDP (shortcut for torchrun --standalone "

@@ -214,7 +214,8 @@ def export_hf_model(
     Raises:
         InvalidInputError: Bad ``name``/``version``/``pooling``/``max_length``, no
             validation texts, or an option of the other modality.
-        CheckpointError: The folder lacks ``tokenizer.json`` or cannot be loaded.
+        CheckpointError: The folder does not exist, lacks ``tokenizer.json`` or cannot be
+            loaded.
         FileExistsError: ``output`` exists and may not be replaced.
         ExportValidationError: onnxruntime disagrees with PyTorch beyond ``tolerance``, the
             server's tokenisation differs from transformers', or a variant fails its check;
@@ -222,6 +223,11 @@ def export_hf_model(
     """
     from transformers import AutoConfig, AutoModel
 
+    if not Path(model_dir).is_dir():
+        raise CheckpointError(
+            f"{model_dir} is not a folder; pass the Hugging Face model folder (config.json, "
+            "weights, tokenizer.json)"
+        )
     if is_audio_model_dir(model_dir):
         text_only = {
             "pooling": pooling not in (None, "mean"),
