@@ -154,6 +154,9 @@ def test_cli_recipes_lists_and_prints(capsys):
     # Each line is the first whole sentence of the recipe's comment, even when it spans lines.
     simclr = next(line for line in listing.splitlines() if line.startswith("fashion_mnist_simclr"))
     assert simclr.endswith("the demo's default (about 5 minutes on 2 CPU cores).")
+    # A full stop inside parentheses does not end it.
+    gpt = next(line for line in listing.splitlines() if line.startswith("fortunes_causal_lm"))
+    assert "(Radford et al. 2019: pre-norm blocks" in gpt and gpt.endswith("from random weights.")
     assert all(line.rstrip().endswith(".") for line in listing.splitlines())
     assert main(["recipes", "fashion_mnist_byol"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["method"]["name"] == "byol"

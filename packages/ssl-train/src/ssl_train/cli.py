@@ -7,7 +7,6 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -366,8 +365,12 @@ def _summary(recipe_text: str) -> str:
             break
         lines.append(line.lstrip("# ").strip())
     paragraph = " ".join(lines)
-    sentence = re.match(r"(.+?\.)(?:\s|$)", paragraph)
-    return sentence.group(1) if sentence else paragraph
+    depth = 0  # a full stop inside parentheses ("(Radford et al. 2019: ...)") ends nothing
+    for i, char in enumerate(paragraph):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "." and depth <= 0 and paragraph[i + 1 : i + 2] in ("", " "):
+            return paragraph[: i + 1]
+    return paragraph
 
 
 def _recipes(args: argparse.Namespace) -> int:
