@@ -106,14 +106,11 @@ def _load_embeddings(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     need = f"need an .npz with {', '.join(keys)}"
     try:
         loaded = np.load(path)
-    except (OSError, ValueError) as err:
-        raise SslTrainError(f"{path}: {need} ({err})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a lone .npy array (e.g. ssl-serve embed's)
-        raise SslTrainError(f"{path}: {need}; this file holds one {type(loaded).__name__}")
-    try:
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a lone array (ssl-serve embed's .npy)
+            raise SslTrainError(f"{path}: {need}; this file holds one {type(loaded).__name__}")
         with loaded as f:
             train_x, train_y, test_x, test_y = (f[k] for k in keys)
-    except KeyError as err:
+    except (OSError, KeyError, ValueError) as err:
         raise SslTrainError(f"{path}: {need} ({err})") from None
     return train_x, train_y, test_x, test_y
 
