@@ -43,6 +43,12 @@ def test_each_subcommand_explains_itself(command: str, capsys: pytest.CaptureFix
          "--batch-size: must be >= 1"),
         (["classify", "--target", "t", "--model", "m", "--top-k", "0"], "--top-k: must be >= 1"),
         (["models", "--target", "t", "--timeout-s", "0"], "--timeout-s: must be > 0"),
+        (["export", "c", "--output", "o", "--name", "../x"],
+         "--name: '../x' must start with a letter or digit and hold only letters, digits"),
+        (["export", "c", "--output", "o", "--name", "m", "--version", ""],
+         "--version: '' must start with a letter or digit"),
+        (["export", "c", "--output", "o", "--name", "m", "--version", "1/2"],
+         "--version: '1/2' must start"),
     ],
 )  # fmt: skip
 def test_out_of_range_options_are_usage_errors(
@@ -52,6 +58,20 @@ def test_out_of_range_options_are_usage_errors(
         main(argv)
     assert info.value.code == 2
     assert words in capsys.readouterr().err
+
+
+def test_export_refuses_a_bad_name_before_importing_torch(tmp_path: Path) -> None:
+    code = (
+        "import sys; from ssl_serve.cli import main\n"
+        "try:\n    main(['export', 'c', '--output', 'o', '--name', '.hidden'])\n"
+        "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert out.stdout.split() == ["2", "False"], out.stderr
+    assert "--name: '.hidden' must start with a letter or digit" in out.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_embed_writes_the_served_embeddings(

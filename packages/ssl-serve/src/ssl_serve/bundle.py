@@ -9,12 +9,13 @@ onnxruntime nor torch.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssl_serve.errors import BundleError
+from ssl_serve.errors import BundleError, InvalidInputError
 from ssl_serve.json_fields import JsonFields
 
 BUNDLE_FILE = "bundle.json"
@@ -36,6 +37,25 @@ AUDIO_POOLING_MODES = ("mean",)
 AUDIO_RESAMPLERS = ("soxr_hq",)
 # The second graph output of a classifier bundle: softmax class probabilities.
 PROBABILITIES_OUTPUT = "probabilities"
+# Model names and versions become folder names in a repository.
+FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+FOLDER_NAME_RULE = (
+    "must start with a letter or digit and hold only letters, digits, '.', '_' and '-'"
+)
+
+
+def check_name_and_version(name: str, version: str) -> None:
+    """Check a model name and version before an export writes ``REPOSITORY/NAME/VERSION``.
+
+    Raises:
+        InvalidInputError: ``name`` or ``version`` is not a plain folder name
+            (:data:`FOLDER_NAME`: e.g. ``"../x"`` or ``""``).
+    """
+    for label, value in (("name", name), ("version", version)):
+        if not FOLDER_NAME.fullmatch(value):
+            raise InvalidInputError(
+                f"{label} {value!r} {FOLDER_NAME_RULE} (it becomes a folder name)"
+            )
 
 
 @dataclass(frozen=True)

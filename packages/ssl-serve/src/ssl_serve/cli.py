@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ssl_serve import __version__
+from ssl_serve.bundle import FOLDER_NAME, FOLDER_NAME_RULE
 from ssl_serve.errors import SslServeError
 
 if TYPE_CHECKING:
@@ -527,6 +528,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _folder_name(text: str) -> str:
+    """A model name or version for `export`, checked before torch is imported."""
+    if not FOLDER_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} {FOLDER_NAME_RULE} (it becomes a folder name)")
+    return text
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -919,8 +927,13 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--repository", type=Path, help="write REPOSITORY/NAME/VERSION")
     where.add_argument("--output", type=Path, help="write this bundle folder")
-    p.add_argument("--name", required=True, help="model name (a folder name)")
-    p.add_argument("--version", default="1", help="model version (default: %(default)s)")
+    p.add_argument("--name", required=True, type=_folder_name, help="model name (a folder name)")
+    p.add_argument(
+        "--version",
+        default="1",
+        type=_folder_name,
+        help="model version (a folder name; default: %(default)s)",
+    )
     p.add_argument(
         "--tolerance",
         type=_positive_float,

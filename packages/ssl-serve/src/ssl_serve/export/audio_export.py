@@ -20,11 +20,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ssl_serve.bundle import AUDIO_INPUT_NAMES, AudioPreprocessing, Bundle, TensorSpec, write_bundle
+from ssl_serve.bundle import (
+    AUDIO_INPUT_NAMES,
+    AudioPreprocessing,
+    Bundle,
+    TensorSpec,
+    check_name_and_version,
+    write_bundle,
+)
 from ssl_serve.errors import CheckpointError, InvalidInputError
 from ssl_serve.export.audio_graph import WAVEFORM_NORM_EPS, AudioEmbeddingModel, export_audio_onnx
 from ssl_serve.export.bundle_export import (
-    _check_name,
     _version,
     _writable_output,
     _write_atomically,
@@ -158,7 +164,7 @@ def export_audio_encoder(
         ExportValidationError: onnxruntime disagrees with PyTorch beyond ``tolerance``, or a
             variant fails its check; nothing is written then.
     """
-    _check_name(name, version)
+    check_name_and_version(name, version)
     if sample_rate <= 0 or not 0 < max_seconds < float("inf"):
         raise InvalidInputError(
             f"sample_rate ({sample_rate} Hz) and max_seconds ({max_seconds} s) must be > 0"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from ssl_serve.bundle import (
     RECIPE_FILE,
     Bundle,
     TensorSpec,
+    check_name_and_version,
     write_bundle,
 )
 from ssl_serve.errors import InvalidInputError
@@ -35,9 +35,6 @@ from ssl_serve.export.onnx_graph import (
 from ssl_serve.export.validate import compare_embeddings, validate_export, validate_probabilities
 from ssl_serve.export.variants import INT8_MIN_COSINE, make_variants
 from ssl_serve.runtime import OnnxEmbedder
-
-# Model names and versions become folder names in a repository.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def export_checkpoint(
@@ -119,7 +116,7 @@ def export_checkpoint(
             overwrite=overwrite, optimize=optimize, quantize=quantize,
             int8_min_cosine=int8_min_cosine,
         )  # fmt: skip
-    _check_name(name, version)
+    check_name_and_version(name, version)
     # Imported here: speech_checkpoint imports this module.
     from ssl_serve.export.speech_checkpoint import export_speech_checkpoint, is_speech_checkpoint
 
@@ -193,16 +190,6 @@ def export_checkpoint(
         return bundle.to_dict()
 
     return _write_atomically(output, write, overwrite=overwrite)
-
-
-def _check_name(name: str, version: str) -> None:
-    """Raise InvalidInputError unless ``name`` and ``version`` are valid folder names."""
-    for label, value in (("name", name), ("version", version)):
-        if not _NAME.fullmatch(value):
-            raise InvalidInputError(
-                f"{label} {value!r} must start with a letter or digit and hold only letters, "
-                "digits, '.', '_' and '-' (it becomes a folder name)"
-            )
 
 
 def _bundle(

@@ -22,11 +22,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssl_serve.bundle import TOKENIZER_FILE, Bundle, TensorSpec, TextPreprocessing, write_bundle
+from ssl_serve.bundle import (
+    TOKENIZER_FILE,
+    Bundle,
+    TensorSpec,
+    TextPreprocessing,
+    check_name_and_version,
+    write_bundle,
+)
 from ssl_serve.errors import CheckpointError, InvalidInputError
 from ssl_serve.export.audio_export import export_hf_audio_model, is_audio_model_dir
 from ssl_serve.export.bundle_export import (
-    _check_name,
     _version,
     _writable_output,
     _write_atomically,
@@ -258,7 +264,7 @@ def export_hf_model(
             f"{model_dir} is a text model; max_seconds and validation_audio apply to audio "
             "models only"
         )
-    _check_name(name, version)
+    check_name_and_version(name, version)
     folder = Path(model_dir)
     output = _writable_output(output, overwrite)
     tokenizer_file = folder / TOKENIZER_FILE

@@ -16,10 +16,9 @@ from typing import Any
 
 import yaml
 
-from ssl_serve.bundle import RECIPE_FILE
+from ssl_serve.bundle import RECIPE_FILE, check_name_and_version
 from ssl_serve.errors import CheckpointError
 from ssl_serve.export.audio_export import DEFAULT_MAX_SECONDS, export_speech_encoder
-from ssl_serve.export.bundle_export import _check_name
 from ssl_serve.export.checkpoint import (
     CLASSIFIER_JSON,
     MODEL_WEIGHTS,
@@ -107,7 +106,7 @@ def export_speech_checkpoint(
     """
     import hashlib
 
-    _check_name(name, version)
+    check_name_and_version(name, version)
     folder = resolve_checkpoint_dir(checkpoint)
     if (folder / CLASSIFIER_JSON).is_file():
         raise CheckpointError(

@@ -36,6 +36,7 @@ from ssl_serve.bundle import (
     Bundle,
     TensorSpec,
     TextPreprocessing,
+    check_name_and_version,
     write_bundle,
 )
 from ssl_serve.errors import CheckpointError, ExportValidationError, InvalidInputError
@@ -464,7 +465,6 @@ def export_text_checkpoint(
         ExportValidationError: onnxruntime disagrees with PyTorch beyond ``tolerance``.
     """
     from ssl_serve.export.bundle_export import (
-        _check_name,
         _refuse_classifier_variants,
         _version,
         _writable_output,
@@ -472,7 +472,7 @@ def export_text_checkpoint(
     )
     from ssl_serve.export.hf_model import WORDNET_NOUNS, wordnet_validation_texts
 
-    _check_name(name, version)
+    check_name_and_version(name, version)
     output = _writable_output(output, overwrite)
     ckpt = load_text_checkpoint(checkpoint)
     classifier = ckpt.classifier
