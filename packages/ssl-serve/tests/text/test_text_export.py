@@ -1,4 +1,5 @@
-"""Export of the real all-MiniLM-L6-v2: bundle contents, dynamic axes, padding invariance."""
+"""Export of the real all-MiniLM-L6-v2: bundle contents, dynamic axes, padding invariance,
+CLS and max pooling against transformers' own hidden states, the tolerance check."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 import torch
 
 from ssl_serve.bundle import read_bundle
-from ssl_serve.errors import CheckpointError
-from ssl_serve.export import pool_tokens, read_sentence_transformers_config
+from ssl_serve.errors import CheckpointError, ExportValidationError
+from ssl_serve.export import export_hf_model, pool_tokens, read_sentence_transformers_config
 from ssl_serve.preprocess import TextTokenizer, pad_sequences
 
 TEXT_MODEL = "minilm"
@@ -66,6 +67,47 @@ def test_onnx_runs_at_new_batch_and_sequence_sizes_padding_invariant(
         alone = run([tokens.ids[i]])  # (1, L_i): batch and sequence sizes new to the graph
         assert np.abs(alone[0] - batch[i]).max() <= 1e-5
     np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "max"])
+def test_cls_and_max_pooling_graphs_equal_transformers_hidden_states(
+    pooling: str, minilm_dir: Path, sentences: list[str], tmp_path: Path
+) -> None:
+    from transformers import AutoModel
+
+    folder = tmp_path / pooling
+    bundle = export_hf_model(
+        minilm_dir, folder, name=pooling, pooling=pooling, validation_texts=sentences[:8]
+    )
+    assert bundle["preprocessing"]["pooling"] == pooling
+    assert bundle["validation"]["max_abs_diff"] <= 1e-4
+    texts = [sentences[10], sentences[11] + " " + sentences[12], "a", sentences[13]]
+    ids, mask = pad_sequences(TextTokenizer(folder / "tokenizer.json", 256).tokenize(texts).ids, 0)
+    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    served = ort.InferenceSession(str(folder / "model.onnx")).run(["embedding"], feeds)[0]
+    # The reference: transformers' last hidden states, pooled and normalised in numpy.
+    with torch.no_grad():
+        model = AutoModel.from_pretrained(minilm_dir).eval()
+        states = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})[0].numpy()
+    if pooling == "cls":
+        pooled = states[:, 0]
+    else:
+        pooled = np.stack([s[m == 1].max(axis=0) for s, m in zip(states, mask, strict=True)])
+    expected = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+    assert served.shape == (4, 384)
+    np.testing.assert_allclose(served, expected, atol=2e-5)
+
+
+def test_export_above_the_tolerance_fails_and_writes_nothing(
+    minilm_dir: Path, sentences: list[str], tmp_path: Path
+) -> None:
+    # onnxruntime and PyTorch agree to about 1e-7 on MiniLM, never to 1e-12.
+    with pytest.raises(ExportValidationError, match=r"max_abs_diff = .* > tolerance") as info:
+        export_hf_model(
+            minilm_dir, tmp_path / "m", name="m", validation_texts=sentences[:4], tolerance=1e-12
+        )
+    assert 1e-12 < info.value.figures["max_abs_diff"] <= 1e-4
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_pooling_matches_numpy() -> None:
