@@ -108,6 +108,21 @@ def test_undecodable_messages_are_invalid_argument(
     assert client.embed_texts(TEXT_MODEL, sentences[:2]).shape == (2, 384)
 
 
+def test_more_inputs_than_a_request_may_hold_is_resource_exhausted(
+    client: EmbeddingClient, sentences: list[str]
+) -> None:
+    # The test server keeps ServerConfig's default of 4,096 inputs per request.
+    for n in (4097, 10_000):
+        request = embedding_pb2.EmbedRequest(
+            model_name=TEXT_MODEL, inputs=[embedding_pb2.Input(text="a")] * n
+        )
+        with pytest.raises(RemoteError) as info:
+            client.embed(request)
+        assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"request has {n} inputs; this server takes at most 4096" in info.value.details
+    assert client.embed_texts(TEXT_MODEL, sentences[:2]).shape == (2, 384)
+
+
 @pytest.fixture(scope="module")
 def wide_server(
     tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path
