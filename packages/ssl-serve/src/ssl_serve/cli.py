@@ -200,7 +200,7 @@ def _classify(args: argparse.Namespace) -> int:
     texts = _texts(args)
     if bool(texts) == bool(args.files):
         print(
-            "ssl-serve: error: give image FILEs or --text/--text-file (one of the two)",
+            "ssl-serve: error: give image or audio FILEs or --text/--text-file (one of the two)",
             file=sys.stderr,
         )
         return 2
@@ -211,10 +211,17 @@ def _classify(args: argparse.Namespace) -> int:
                 args.model, texts, top_k=top_k, version=version, batch_size=batch_size
             )
         else:
-            images = [Path(f).read_bytes() for f in args.files]
+            audio = [Path(f).suffix.lower() in AUDIO_SUFFIXES for f in args.files]
+            if any(audio) and not all(audio):
+                print(
+                    "ssl-serve: error: give image FILEs or audio FILEs, not both", file=sys.stderr
+                )
+                return 2
+            data = [Path(f).read_bytes() for f in args.files]
+            classify = client.classify_audio if all(audio) else client.classify_images
             try:
-                result = client.classify_images(
-                    args.model, images, top_k=top_k, version=version, batch_size=batch_size
+                result = classify(
+                    args.model, data, top_k=top_k, version=version, batch_size=batch_size
                 )
             except RemoteError as e:
                 raise RemoteError(e.code, _name_input_files(e.details, args.files)) from e
@@ -479,6 +486,13 @@ def _print_audio_export(bundle: dict[str, Any], output: Path) -> None:
         f"min_cosine={v['min_cosine']:.9f} max_norm_error={v['max_norm_error']:.3g} "
         f"(tolerance {v['tolerance']:g})"
     )
+    if "labels" in bundle:
+        pv = v["probabilities"]
+        print(
+            f"classifier: {len(bundle['labels'])} labels; probabilities vs PyTorch: "
+            f"max_abs_diff={pv['max_abs_diff']:.3g} max_sum_error={pv['max_sum_error']:.3g} "
+            f"top1_agreement={pv['top1_agreement']:.4f}"
+        )
 
 
 def _print_variants(validation: dict[str, Any]) -> None:
@@ -808,8 +822,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "classify",
-        help="classify image files or texts with a served classifier model",
-        description="Send PNG/JPEG files (or texts, to a text classifier) to a server's Classify "
+        help="classify image or audio files or texts with a served classifier model",
+        description="Send PNG/JPEG files (WAV/FLAC files to an audio classifier, or texts to a "
+        "text classifier) to a server's Classify "
         "RPC (a classifier bundle, exported from an ssl-train finetune checkpoint) and print "
         "each file's (text's) top-k labels "
         "with their probabilities; --output saves the full probabilities, (N, K) float32 in "
@@ -851,7 +866,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a UTF-8 file of texts to classify, one per line ('-' reads stdin; repeatable, "
         "in order)",
     )
-    p.add_argument("files", nargs="*", metavar="FILE", help="PNG or JPEG image files")
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="PNG or JPEG image files, or WAV/FLAC audio files (by extension: .wav, .flac) for "
+        "an audio classifier",
+    )
     p.set_defaults(func=_classify)
 
     p = sub.add_parser(
@@ -876,7 +897,8 @@ def build_parser() -> argparse.ArgumentParser:
         "on real texts (WordNet glosses by default), with its tokenizer.json. A speech run's "
         "checkpoint (data.dataset spoken_digits or audio_folder) becomes an audio bundle "
         "(waveform normalisation, mean over real frames and L2 normalisation in the graph), "
-        "validated on real recordings (--validation-audio).",
+        "validated on real recordings (--validation-audio); a fine-tuned speech classifier "
+        "(ssl-train finetune of such a run) adds its labels and a probabilities output.",
     )
     p.add_argument(
         "checkpoint",

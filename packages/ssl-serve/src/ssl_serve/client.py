@@ -435,6 +435,68 @@ class EmbeddingClient:
         """
         return self._run(_classify_plan(model, _text_inputs(texts), top_k, version, batch_size))
 
+    def classify_audio(
+        self,
+        model: str,
+        files: Sequence[bytes],
+        *,
+        top_k: int = 5,
+        version: str = "",
+        batch_size: int = 32,
+    ) -> Classifications:
+        """Classify encoded audio files with an audio classifier model (an ssl-train speech
+        finetune, exported), ``batch_size`` per request.
+
+        Args:
+            model: Model name (an audio classifier bundle).
+            files: N >= 1 WAV or FLAC files' bytes, any rate and channel count; the server
+                mixes them down to mono and resamples them to the model's rate.
+            top_k: Labels returned per file (>= 1; capped at the number of classes).
+            version: Model version; "" selects the highest.
+            batch_size: Files per request (>= 1).
+
+        Returns:
+            The probabilities ``(N, K) float32`` and the top-k labels per file.
+
+        Raises:
+            ValueError: ``top_k``, ``batch_size`` or the number of files is < 1.
+            RemoteError: A call failed: FAILED_PRECONDITION for a model without labels,
+                INVALID_ARGUMENT for a bad file (undecodable, empty, NaN samples, longer than
+                the model's max_seconds; the message names its index in its request).
+        """
+        return self._run(_classify_plan(model, _audio_inputs(files), top_k, version, batch_size))
+
+    def classify_raw_audio(
+        self,
+        model: str,
+        clips: Sequence[np.ndarray],
+        sample_rate_hz: float,
+        *,
+        top_k: int = 5,
+        version: str = "",
+        batch_size: int = 32,
+    ) -> Classifications:
+        """Classify raw mono waveforms with an audio classifier model (resampled by the server).
+
+        Args:
+            model: Model name (an audio classifier bundle).
+            clips: N >= 1 arrays ``(T_i,)`` of samples in [-1, 1] (sent as little-endian
+                float32).
+            sample_rate_hz: Their rate in Hz.
+            top_k: Labels returned per clip (>= 1; capped at the number of classes).
+            version: Model version; "" selects the highest.
+            batch_size: Clips per request (>= 1).
+
+        Returns:
+            The probabilities ``(N, K) float32`` and the top-k labels per clip.
+
+        Raises:
+            ValueError: ``top_k``, ``batch_size`` or the number of clips is < 1.
+            RemoteError: A call failed (INVALID_ARGUMENT for a bad clip or rate).
+        """
+        inputs = _raw_audio_inputs(clips, sample_rate_hz)
+        return self._run(_classify_plan(model, inputs, top_k, version, batch_size))
+
     def classify_tensors(
         self,
         model: str,
@@ -872,6 +934,33 @@ class AsyncEmbeddingClient:
         """As :meth:`EmbeddingClient.classify_texts`."""
         plan = _classify_plan(model, _text_inputs(texts), top_k, version, batch_size)
         return await self._run(plan)
+
+    async def classify_audio(
+        self,
+        model: str,
+        files: Sequence[bytes],
+        *,
+        top_k: int = 5,
+        version: str = "",
+        batch_size: int = 32,
+    ) -> Classifications:
+        """As :meth:`EmbeddingClient.classify_audio` (WAV/FLAC files' bytes)."""
+        plan = _classify_plan(model, _audio_inputs(files), top_k, version, batch_size)
+        return await self._run(plan)
+
+    async def classify_raw_audio(
+        self,
+        model: str,
+        clips: Sequence[np.ndarray],
+        sample_rate_hz: float,
+        *,
+        top_k: int = 5,
+        version: str = "",
+        batch_size: int = 32,
+    ) -> Classifications:
+        """As :meth:`EmbeddingClient.classify_raw_audio` (``(T_i,)`` samples at one rate)."""
+        inputs = _raw_audio_inputs(clips, sample_rate_hz)
+        return await self._run(_classify_plan(model, inputs, top_k, version, batch_size))
 
     async def classify_tensors(
         self,

@@ -14,6 +14,7 @@ from ssl_serve.export.audio_export import (
     zero_mean_unit_var,
 )
 from ssl_serve.export.audio_graph import (
+    AudioClassifierModel,
     AudioEmbeddingModel,
     conv_output_lengths,
     export_audio_onnx,
@@ -54,6 +55,7 @@ from ssl_serve.export.validate import (
     onnx_audio_embeddings,
     pytorch_text_embeddings,
     validate_audio_export,
+    validate_audio_probabilities,
     validate_export,
     validate_probabilities,
     validate_text_export,
@@ -67,6 +69,7 @@ from ssl_serve.export.variants import (
 
 __all__ = [
     "AUDIO_MODEL_TYPES",
+    "AudioClassifierModel",
     "AudioEmbeddingModel",
     "Checkpoint",
     "ClassifierHead",
@@ -107,6 +110,7 @@ __all__ = [
     "read_sentence_transformers_config",
     "resolve_checkpoint_dir",
     "validate_audio_export",
+    "validate_audio_probabilities",
     "validate_export",
     "validate_probabilities",
     "validate_text_export",

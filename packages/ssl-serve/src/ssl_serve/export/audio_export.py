@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ssl_serve.bundle import (
     AUDIO_INPUT_NAMES,
+    PROBABILITIES_OUTPUT,
     AudioPreprocessing,
     Bundle,
     TensorSpec,
@@ -29,17 +30,24 @@ from ssl_serve.bundle import (
     write_bundle,
 )
 from ssl_serve.errors import CheckpointError, InvalidInputError
-from ssl_serve.export.audio_graph import WAVEFORM_NORM_EPS, AudioEmbeddingModel, export_audio_onnx
+from ssl_serve.export.audio_graph import (
+    WAVEFORM_NORM_EPS,
+    AudioClassifierModel,
+    AudioEmbeddingModel,
+    export_audio_onnx,
+)
 from ssl_serve.export.bundle_export import (
     _version,
     _writable_output,
     _write_atomically,
 )
+from ssl_serve.export.checkpoint import ClassifierHead
 from ssl_serve.export.onnx_graph import OUTPUT_NAME
 from ssl_serve.export.validate import (
     compare_embeddings,
     onnx_audio_embeddings,
     validate_audio_export,
+    validate_audio_probabilities,
 )
 from ssl_serve.export.variants import INT8_MIN_COSINE, make_variants
 from ssl_serve.preprocess.audio import pad_audio, preprocess_audio
@@ -52,7 +60,8 @@ DEFAULT_MAX_SECONDS = 30.0
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 ASTERISK_DIR = Path("/usr/share/asterisk/sounds")
 _ASTERISK_DIGITS = (("en_US_f_Allison", "01234"), ("fr_CA_f_June", "56789"))
-# A clip's PyTorch embedding, (T,) float32 at the model's rate -> (D,) float32.
+# A clip's PyTorch embedding, (T,) float32 at the model's rate -> (D,) float32 (or its class
+# probabilities, (K,) float32).
 Reference = Callable[[np.ndarray], np.ndarray]
 
 
@@ -126,6 +135,8 @@ def export_audio_encoder(
     quantize: str | None = None,
     int8_min_cosine: float = INT8_MIN_COSINE,
     extra_files: Mapping[str, bytes] | None = None,
+    labels: Sequence[str] | None = None,
+    probabilities_reference: Reference | None = None,
 ) -> dict[str, Any]:
     """Export an audio graph as a validated audio bundle, written atomically.
 
@@ -153,13 +164,24 @@ def export_audio_encoder(
         quantize: "int8" stores a dynamic int8 model, validated to ``int8_min_cosine``.
         int8_min_cosine: Smallest accepted int8 cosine similarity with PyTorch.
         extra_files: File name -> bytes written into the bundle too (e.g. ``recipe.yaml``).
+        labels: K class names of an :class:`~ssl_serve.export.audio_graph.AudioClassifierModel`
+            graph (written to bundle.json; ``labels[i]`` names probability i); None for an
+            embedding graph.
+        probabilities_reference: With ``labels``: PyTorch's class probabilities of one clip
+            alone, ``(T,) float32 -> (K,) float32``; checked against the graph's
+            ``probabilities`` output (``validation.probabilities``, see
+            :func:`~ssl_serve.export.validate.validate_audio_probabilities`).
 
     Returns:
         The bundle.json contents written.
 
     Raises:
-        InvalidInputError: A bad name, version, rate or ``max_seconds``; no recordings; or a
-            recording the server would refuse (the message names the file).
+        InvalidInputError: A bad name, version, rate or ``max_seconds``; no recordings; a
+            recording the server would refuse (the message names the file); or
+            ``optimize``/``quantize`` with ``labels`` (a classifier's probabilities would go
+            unvalidated).
+        ValueError: ``labels`` and ``probabilities_reference`` given without a classifier
+            graph, or a classifier graph without them, or a number of labels other than K.
         FileExistsError: ``output`` exists and may not be replaced.
         ExportValidationError: onnxruntime disagrees with PyTorch beyond ``tolerance``, or a
             variant fails its check; nothing is written then.
@@ -168,6 +190,19 @@ def export_audio_encoder(
     if sample_rate <= 0 or not 0 < max_seconds < float("inf"):
         raise InvalidInputError(
             f"sample_rate ({sample_rate} Hz) and max_seconds ({max_seconds} s) must be > 0"
+        )
+    classifier = isinstance(graph, AudioClassifierModel)
+    if classifier != (labels is not None) or classifier != (probabilities_reference is not None):
+        raise ValueError(
+            "labels and probabilities_reference go with an AudioClassifierModel graph, and only "
+            "with one"
+        )
+    if isinstance(graph, AudioClassifierModel) and len(labels or ()) != graph.num_classes:
+        raise ValueError(f"{len(labels or ())} labels for a head of {graph.num_classes} classes")
+    if labels is not None and (optimize or quantize is not None):
+        raise InvalidInputError(
+            "an audio classifier bundle: --optimize/--quantize validate only embeddings, so "
+            "they are not offered for classifier bundles yet: export without them"
         )
     output = _writable_output(output, overwrite)
     graph = graph.eval()
@@ -185,6 +220,11 @@ def export_audio_encoder(
         raise InvalidInputError("validation_audio is empty; pass real speech files")
     clips, rates = _read_recordings(files, prep)
     ref = np.stack([reference(c) for c in clips]).astype(np.float32)
+    ref_probs = (
+        None
+        if probabilities_reference is None
+        else np.stack([probabilities_reference(c) for c in clips]).astype(np.float32)
+    )
     shortest = min(clips, key=len)
     # A real clip beside a shorter cut of itself: the trace sees a padded batch.
     example = pad_audio([shortest, shortest[: max(prep.min_samples, 2 * len(shortest) // 3)]])
@@ -207,6 +247,10 @@ def export_audio_encoder(
                 "recordings": ["/".join(f.parts[-3:]) for f in files],
             }
         )
+        if ref_probs is not None:
+            validation["probabilities"] = validate_audio_probabilities(
+                onnx_path, ref_probs, clips, batch_sizes=batch_sizes, tolerance=tolerance
+            )
         if optimize or quantize is not None:
 
             def figures(path: Path) -> dict[str, Any]:
@@ -229,6 +273,9 @@ def export_audio_encoder(
                 )
             )
         dim = graph.output_dim
+        outputs = [TensorSpec(OUTPUT_NAME, "float32", ("batch", dim))]
+        if labels is not None:
+            outputs.append(TensorSpec(PROBABILITIES_OUTPUT, "float32", ("batch", len(labels))))
         bundle = Bundle(
             name=name,
             version=version,
@@ -237,7 +284,7 @@ def export_audio_encoder(
                 TensorSpec(AUDIO_INPUT_NAMES[0], "float32", ("batch", "samples")),
                 TensorSpec(AUDIO_INPUT_NAMES[1], "int64", ("batch", "samples")),
             ),
-            outputs=(TensorSpec(OUTPUT_NAME, "float32", ("batch", dim)),),
+            outputs=tuple(outputs),
             embedding_dim=dim,
             normalized=True,
             preprocessing=prep,
@@ -255,6 +302,7 @@ def export_audio_encoder(
                     "opset": opset,
                 },
             },
+            labels=None if labels is None else tuple(labels),
         )
         write_bundle(bundle, tmp)
         for file_name, data in (extra_files or {}).items():
@@ -381,8 +429,10 @@ def export_speech_encoder(
     opset: int = 17,
     overwrite: bool = False,
     extra_files: Mapping[str, bytes] | None = None,
+    classifier: ClassifierHead | None = None,
 ) -> dict[str, Any]:
-    """Export ssl-models' wav2vec 2.0 speech encoder (``ssl_models.SpeechEncoder``).
+    """Export ssl-models' wav2vec 2.0 speech encoder (``ssl_models.SpeechEncoder``), alone or
+    with a fine-tuned classifier head.
 
     Its input contract is a waveform normalised per clip to zero mean and unit variance over
     the real samples, at the rate its strides were chosen for; the graph does that
@@ -390,6 +440,13 @@ def export_speech_encoder(
     ``forward`` (mean over real frames) on each normalised clip alone, L2-normalised. The
     encoder's transformer is switched to eager attention (same values; its mask construction
     traces reliably).
+
+    With ``classifier`` (``ssl-train finetune`` of a speech run), the bundle is an audio
+    classifier bundle: a second output ``probabilities (batch, K) float32``, the softmax of the
+    head (batch norm folded in) on the pooled features before L2 normalisation
+    (:class:`~ssl_serve.export.audio_graph.AudioClassifierModel`), and bundle.json ``labels``;
+    the probabilities are validated against ``softmax(classifier.head(encoder(clip)))`` on
+    each normalised clip alone, as ssl-train's ``EncoderClassifier`` computes them.
 
     Args:
         encoder: A ``SpeechEncoder`` (its ``wav2vec2`` attribute is a ``Wav2Vec2Model``).
@@ -404,6 +461,8 @@ def export_speech_encoder(
         opset: ONNX opset version.
         overwrite: Replace ``output`` when it is an existing bundle folder.
         extra_files: File name -> bytes written into the bundle too (e.g. ``recipe.yaml``).
+        classifier: A fine-tuned head on ``encoder`` (``load_classifier_head``); None for an
+            embedding bundle.
 
     Returns:
         The bundle.json contents written.
@@ -419,7 +478,18 @@ def export_speech_encoder(
     if hasattr(wav2vec2, "set_attn_implementation"):
         wav2vec2.set_attn_implementation("eager")
     encoder.eval()
-    graph = AudioEmbeddingModel(wav2vec2, normalize=True)
+    graph: AudioEmbeddingModel
+    probabilities: Reference | None = None
+    if classifier is None:
+        graph = AudioEmbeddingModel(wav2vec2, normalize=True)
+    else:
+        graph = AudioClassifierModel(wav2vec2, classifier.weight, classifier.bias, normalize=True)
+        head = classifier.head.eval()
+
+        def probabilities(clip: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                logits = head(encoder(torch.from_numpy(zero_mean_unit_var(clip))[None]))
+                return torch.softmax(logits, dim=1)[0].numpy()
 
     def reference(clip: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -440,6 +510,8 @@ def export_speech_encoder(
         opset=opset,
         overwrite=overwrite,
         extra_files=extra_files,
+        labels=None if classifier is None else classifier.labels,
+        probabilities_reference=probabilities,
     )
 
 

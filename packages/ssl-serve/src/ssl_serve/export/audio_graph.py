@@ -1,5 +1,6 @@
 """The exported audio graph: waveform normalisation + wav2vec 2.0 / HuBERT encoder + pooling over
-real frames + L2 normalisation, correct for zero-padded batches of clips of different lengths."""
+real frames + L2 normalisation, correct for zero-padded batches of clips of different lengths;
+for a fine-tuned speech classifier, also the softmax of its head on the pooled features."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_serve.bundle import AUDIO_INPUT_NAMES, AUDIO_POOLING_MODES
-from ssl_serve.export.onnx_graph import NORM_EPS
+from ssl_serve.bundle import AUDIO_INPUT_NAMES, AUDIO_POOLING_MODES, PROBABILITIES_OUTPUT
+from ssl_serve.export.onnx_graph import NORM_EPS, OUTPUT_NAME
 from ssl_serve.export.text_graph import export_padded_inputs_onnx
 
 # wav2vec 2.0's feature extractor divides by sqrt(variance + 1e-7) (transformers'
@@ -133,7 +134,26 @@ class AudioEmbeddingModel(nn.Module):
             hop *= s
         return field
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Graph output names, in the order :meth:`forward` returns them."""
+        return (OUTPUT_NAME,)
+
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.pooled(input_values, attention_mask), p=2.0, dim=1, eps=self.eps)
+
+    def pooled(self, input_values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The mean of the final hidden states over each clip's real frames, before the L2
+        normalisation (what ssl-models' ``SpeechEncoder`` returns, and what a fine-tuned
+        classifier head reads).
+
+        Args:
+            input_values: ``(B, T) float32`` zero-padded waveforms.
+            attention_mask: ``(B, T) int64``, 1 on each clip's real samples (a prefix).
+
+        Returns:
+            ``(B, hidden_size) float32``.
+        """
         real = attention_mask > 0
         mask = real.to(input_values.dtype)
         lengths = real.to(torch.int64).sum(dim=1)
@@ -159,8 +179,8 @@ class AudioEmbeddingModel(nn.Module):
         weights = frame_mask.unsqueeze(-1).to(states.dtype)
         # masked_fill, not only a product: a non-finite padded frame must not leak in.
         total = states.masked_fill(~frame_mask.unsqueeze(-1), 0.0).sum(dim=1)
-        pooled = total / weights.sum(dim=1).clamp(min=1.0)
-        return F.normalize(pooled, p=2.0, dim=1, eps=self.eps)
+        pooled: torch.Tensor = total / weights.sum(dim=1).clamp(min=1.0)
+        return pooled
 
     def _feature_encoder(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``(B, T)`` waveforms -> ``(B, C, F)`` conv features, the GroupNorm over real frames."""
@@ -191,6 +211,72 @@ class AudioEmbeddingModel(nn.Module):
             y = y * norm.weight[None, :, None] + norm.bias[None, :, None]
         out: torch.Tensor = layer.activation(y)
         return out
+
+
+class AudioClassifierModel(AudioEmbeddingModel):
+    """A fine-tuned speech classifier as an audio classifier bundle serves it: the embedding of
+    :class:`AudioEmbeddingModel` and the softmax of a linear head on the pooled features.
+
+    The head reads the mean over real frames *before* the L2 normalisation, as ssl-train's
+    ``EncoderClassifier`` applies ``head(encoder(x))`` to ``SpeechEncoder``'s pooled output;
+    its batch norm (eval mode) is folded into ``head_weight`` and ``head_bias``.
+
+    Args:
+        encoder: As for :class:`AudioEmbeddingModel`.
+        head_weight: ``(K, D) float32`` the head's folded weight.
+        head_bias: ``(K,) float32`` its folded bias.
+        normalize: Normalise each clip's waveform over its real samples first.
+        pooling: "mean" (over real frames).
+        eps: Lower bound on the norm divided by in the L2 normalisation.
+
+    Shape:
+        Inputs as :class:`AudioEmbeddingModel`; outputs ``embedding (B, D) float32`` rows of
+        unit norm and ``probabilities (B, K) float32`` rows summing to 1.
+
+    Raises:
+        ValueError: As :class:`AudioEmbeddingModel`, or a head whose shape does not fit
+            ``(K, D)``, ``(K,)`` with ``D = hidden_size`` and ``K >= 2``.
+
+    Attributes:
+        num_classes: K.
+    """
+
+    head_weight: torch.Tensor
+    head_bias: torch.Tensor
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head_weight: torch.Tensor,
+        head_bias: torch.Tensor,
+        *,
+        normalize: bool,
+        pooling: str = "mean",
+        eps: float = NORM_EPS,
+    ) -> None:
+        super().__init__(encoder, normalize=normalize, pooling=pooling, eps=eps)
+        k = head_weight.shape[0]
+        if head_weight.shape != (k, self.output_dim) or head_bias.shape != (k,) or k < 2:
+            raise ValueError(
+                f"head weight {tuple(head_weight.shape)} and bias {tuple(head_bias.shape)} do "
+                f"not fit (K, {self.output_dim}) and (K,) with K >= 2"
+            )
+        self.num_classes = int(k)
+        self.register_buffer("head_weight", head_weight.detach().float().clone())
+        self.register_buffer("head_bias", head_bias.detach().float().clone())
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """``("embedding", "probabilities")``, the order :meth:`forward` returns them in."""
+        return (OUTPUT_NAME, PROBABILITIES_OUTPUT)
+
+    def forward(  # type: ignore[override]
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.pooled(input_values, attention_mask)
+        embedding = F.normalize(features, p=2.0, dim=1, eps=self.eps)
+        logits = features @ self.head_weight.T + self.head_bias
+        return embedding, torch.softmax(logits, dim=1)
 
 
 def export_audio_onnx(

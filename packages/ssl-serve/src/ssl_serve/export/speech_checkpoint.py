@@ -1,11 +1,13 @@
-"""A speech pretraining checkpoint (``ssl-train pretrain`` of a ``spoken_digits`` or
-``audio_folder`` recipe) to a validated audio bundle.
+"""A speech checkpoint (``ssl-train pretrain`` of a ``spoken_digits`` or ``audio_folder``
+recipe, or ``ssl-train finetune`` of such a run) to a validated audio bundle.
 
 The checkpoint folder is the same as an image run's (docs/contracts.md); what differs is the
 recipe's ``data`` section (a speech dataset, ``sample_rate``) and the encoder (ssl-models'
 ``SpeechEncoder``). The bundle is :func:`~ssl_serve.export.audio_export.export_speech_encoder`'s
 (waveform normalisation, mean over real frames and L2 normalisation in the graph), with the
-run's ``recipe.yaml`` inside and its hash, checkpoint and step in the provenance.
+run's ``recipe.yaml`` inside and its hash, checkpoint and step in the provenance. A fine-tuned
+classifier checkpoint (``classifier.json`` and ``head.`` weights beside the encoder's) becomes an
+audio classifier bundle: a second output ``probabilities`` and bundle.json ``labels``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ssl_serve.export.checkpoint import (
     RECIPE,
     _load_encoder,
     _step,
+    load_classifier_head,
     resolve_checkpoint_dir,
 )
 
@@ -73,13 +76,23 @@ def export_speech_checkpoint(
     opset: int = 17,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Export a speech run's encoder as an audio bundle, validated on real recordings.
+    """Export a speech run's encoder (or fine-tuned classifier) as an audio bundle, validated
+    on real recordings.
 
     Rebuilds the encoder from the recipe (``ssl_models.build_encoder(recipe["encoder"])``),
     loads the checkpoint's ``encoder.`` weights strictly, and exports it with
     :func:`~ssl_serve.export.audio_export.export_speech_encoder` at the recipe's
     ``data.sample_rate``: onnxruntime on padded batches against PyTorch on each recording
     alone, the recordings preprocessed as the server does.
+
+    A fine-tuned classifier checkpoint (``ssl-train finetune`` of a speech run: the step folder
+    holds ``classifier.json``) becomes an audio classifier bundle: the graph's second output
+    ``probabilities (batch, K) float32`` is the softmax of the head (its batch norm folded in)
+    on the pooled features before L2 normalisation, as ssl-train applies it; bundle.json lists
+    the ``labels`` and ``provenance.classifier`` (mode, epoch, metrics, source);
+    ``validation.probabilities`` holds onnxruntime against the checkpoint's own PyTorch head on
+    each recording alone (``max_abs_diff``, ``max_sum_error``, ``top1_agreement``), and the
+    export fails above ``tolerance``.
 
     Args:
         checkpoint: A run folder, its ``checkpoints/`` folder (follows ``latest``) or a step
@@ -95,12 +108,13 @@ def export_speech_checkpoint(
         overwrite: Replace ``output`` when it is an existing bundle folder.
 
     Returns:
-        The bundle.json contents written (``modality: audio``).
+        The bundle.json contents written (``modality: audio``; with ``labels`` for a
+        classifier).
 
     Raises:
-        CheckpointError: Not a checkpoint, a speech classifier checkpoint (no head export yet),
-            not a speech recipe, a bad ``data.sample_rate``, or weights that do not fit the
-            encoder.
+        CheckpointError: Not a checkpoint, not a speech recipe, a bad ``data.sample_rate``,
+            weights that do not fit the encoder, or a malformed ``classifier.json`` / ``head.``
+            weights that do not fit it.
         InvalidInputError, FileExistsError, ExportValidationError: See
             :func:`~ssl_serve.export.audio_export.export_audio_encoder`.
     """
@@ -108,12 +122,6 @@ def export_speech_checkpoint(
 
     check_name_and_version(name, version)
     folder = resolve_checkpoint_dir(checkpoint)
-    if (folder / CLASSIFIER_JSON).is_file():
-        raise CheckpointError(
-            f"{folder} is a fine-tuned speech classifier (ssl-train finetune); ssl-serve "
-            "exports speech encoders only, without a classifier head: export the pretraining "
-            "run it was fine-tuned from for embeddings"
-        )
     recipe, recipe_bytes = _read_recipe(folder)
     data = recipe.get("data")
     if not (isinstance(data, dict) and data.get("dataset") in SPEECH_DATASETS):
@@ -131,6 +139,18 @@ def export_speech_checkpoint(
             f"{folder / MODEL_WEIGHTS}: encoder {recipe['encoder'].get('name')!r} is not "
             "ssl-models' speech encoder (wav2vec2)"
         )
+    classifier = None
+    provenance: dict[str, Any] = {
+        "recipe_sha256": hashlib.sha256(recipe_bytes).hexdigest(),
+        "checkpoint": folder.name,
+        "step": _step(folder),
+    }
+    if (folder / CLASSIFIER_JSON).is_file():
+        classifier = load_classifier_head(folder, int(encoder.output_dim))  # type: ignore[arg-type]
+        meta = classifier.meta
+        provenance["classifier"] = {
+            k: meta[k] for k in ("mode", "epoch", "metrics", "source") if k in meta
+        }
     return export_speech_encoder(
         encoder,
         output,
@@ -139,15 +159,12 @@ def export_speech_checkpoint(
         sample_rate=rate,
         max_seconds=max_seconds,
         validation_audio=validation_audio,
-        provenance={
-            "recipe_sha256": hashlib.sha256(recipe_bytes).hexdigest(),
-            "checkpoint": folder.name,
-            "step": _step(folder),
-        },
+        provenance=provenance,
         tolerance=tolerance,
         opset=opset,
         overwrite=overwrite,
         extra_files={RECIPE_FILE: recipe_bytes},
+        classifier=classifier,
     )
 
 

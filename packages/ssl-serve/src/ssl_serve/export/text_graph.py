@@ -124,17 +124,21 @@ def export_text_onnx(
 def export_padded_inputs_onnx(
     model: torch.nn.Module, example: Sequence[torch.Tensor], path: Path, *, axis: str, opset: int
 ) -> None:
-    """The export shared by text and audio graphs: every input ``(batch, <axis>)`` dynamic, the
-    ``embedding`` output ``(batch, D)``, legacy exporter, model in eval mode; checks the file.
+    """The export shared by text and audio graphs: every input ``(batch, <axis>)`` dynamic, every
+    output ``(batch, ...)`` with a dynamic batch axis, legacy exporter, model in eval mode;
+    checks the file.
 
-    ``model.input_names`` names the inputs, in the order of ``example``.
+    ``model.input_names`` names the inputs, in the order of ``example``; ``model.output_names``
+    (default ``("embedding",)``) the outputs, in the order the model returns them.
 
     Raises:
         onnx.checker.ValidationError: The written model is not valid ONNX.
     """
     model.eval()
     names = list(model.input_names)  # type: ignore[arg-type]
-    axes = {name: {0: "batch", 1: axis} for name in names}
+    outputs = list(getattr(model, "output_names", (OUTPUT_NAME,)))
+    axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: axis} for name in names}
+    axes.update({name: {0: "batch"} for name in outputs})
     with warnings.catch_warnings():
         # Legacy-exporter and tracer warnings (traced shapes become constants): both axes are
         # declared dynamic and the validation runs other sizes to prove it.
@@ -145,8 +149,8 @@ def export_padded_inputs_onnx(
             str(path),
             dynamo=False,
             input_names=names,
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={**axes, OUTPUT_NAME: {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes=axes,
             opset_version=opset,
             do_constant_folding=True,
         )

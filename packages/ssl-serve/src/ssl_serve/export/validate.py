@@ -315,7 +315,12 @@ def validate_text_export(
 
 
 def onnx_audio_embeddings(
-    onnx_path: Path, clips: Sequence[np.ndarray], *, batch_size: int, intra_op_threads: int = 1
+    onnx_path: Path,
+    clips: Sequence[np.ndarray],
+    *,
+    batch_size: int,
+    intra_op_threads: int = 1,
+    output_name: str = OUTPUT_NAME,
 ) -> np.ndarray:
     """An audio graph's embeddings of clips run in input order, ``batch_size`` at a time.
 
@@ -328,13 +333,14 @@ def onnx_audio_embeddings(
         clips: N arrays ``(T_i,) float32`` at the model's rate.
         batch_size: Clips per ``session.run``.
         intra_op_threads: onnxruntime threads.
+        output_name: The graph output read (``probabilities`` of a classifier bundle).
 
     Returns:
-        ``(N, D) float32``, in input order.
+        ``(N, D) float32`` (``(N, K)`` for ``probabilities``), in input order.
     """
     session = create_session(onnx_path, intra_op_threads, ["CPUExecutionProvider"])
     chunks = [
-        session.run([OUTPUT_NAME], pad_audio(clips[i : i + batch_size]))[0]
+        session.run([output_name], pad_audio(clips[i : i + batch_size]))[0]
         for i in range(0, len(clips), batch_size)
     ]
     return np.concatenate(chunks, axis=0).astype(np.float32)
@@ -388,6 +394,74 @@ def validate_audio_export(
     ]
     if not figures["min_cosine"] >= 1.0 - tolerance:
         failures.append(f"min_cosine = {figures['min_cosine']:.8f} < 1 - tolerance")
+    if failures:
+        raise ExportValidationError(
+            f"{onnx_path} failed validation: {'; '.join(failures)}", figures
+        )
+    return figures
+
+
+def validate_audio_probabilities(
+    onnx_path: Path,
+    reference: np.ndarray,
+    clips: Sequence[np.ndarray],
+    *,
+    batch_sizes: Sequence[int],
+    tolerance: float = 1e-4,
+) -> dict[str, Any]:
+    """Check an audio classifier bundle's ``probabilities`` against PyTorch on real clips.
+
+    ``reference`` should be the fine-tuned classifier's softmax on each clip alone (no
+    padding), with the checkpoint's own head module (batch norm not folded), so the check also
+    covers the folding; onnxruntime runs the clips in padded chunks of each batch size
+    (:func:`onnx_audio_embeddings`).
+
+    Args:
+        onnx_path: The exported ``model.onnx`` (outputs ``embedding``, ``probabilities``).
+        reference: ``(N, K) float32`` PyTorch probabilities of ``clips``, one clip at a time.
+        clips: N arrays ``(T_i,) float32`` at the model's rate.
+        batch_sizes: Chunk sizes for onnxruntime.
+        tolerance: Largest accepted max abs difference and row-sum error.
+
+    Returns:
+        ``max_abs_diff``, ``max_sum_error`` (largest |row sum - 1| of onnxruntime's),
+        ``top1_agreement``, ``num_classes``, ``num_inputs``, ``batch_sizes``.
+
+    Raises:
+        ExportValidationError: ``max_abs_diff`` or ``max_sum_error`` is above ``tolerance``, or
+            a top-1 class differs where PyTorch's top two are more than ``tolerance`` apart.
+    """
+    reference = reference.astype(np.float64)
+    ref_top = reference.argmax(axis=1)
+    sorted_ref = np.sort(reference, axis=1)
+    clear = sorted_ref[:, -1] - sorted_ref[:, -2] > tolerance
+    max_diff, max_sum_error, agree = 0.0, 0.0, 1.0
+    for size in batch_sizes:
+        probs = onnx_audio_embeddings(
+            onnx_path, clips, batch_size=size, output_name=PROBABILITIES_OUTPUT
+        ).astype(np.float64)
+        max_diff = max(max_diff, float(np.abs(probs - reference).max()))
+        max_sum_error = max(max_sum_error, float(np.abs(probs.sum(axis=1) - 1.0).max()))
+        same = probs.argmax(axis=1) == ref_top
+        agree = min(agree, float(same.mean()))
+        if not same[clear].all():
+            raise ExportValidationError(
+                f"{onnx_path}: the top-1 class differs from PyTorch's on "
+                f"{int((~same[clear]).sum())} clips at batch size {size}"
+            )
+    figures: dict[str, Any] = {
+        "max_abs_diff": max_diff,
+        "max_sum_error": max_sum_error,
+        "top1_agreement": agree,
+        "num_classes": int(reference.shape[1]),
+        "num_inputs": len(clips),
+        "batch_sizes": list(batch_sizes),
+    }
+    failures = [
+        f"probabilities {k} = {figures[k]:.3g} > tolerance {tolerance:g}"
+        for k in ("max_abs_diff", "max_sum_error")
+        if not figures[k] <= tolerance
+    ]
     if failures:
         raise ExportValidationError(
             f"{onnx_path} failed validation: {'; '.join(failures)}", figures

@@ -271,9 +271,12 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
     ) -> embedding_pb2.ClassifyResponse:
         """Class probabilities and top-k labels of every input, with a classifier model.
 
-        Inputs are checked and preprocessed as for Embed; the model's ``probabilities`` output
-        (softmax inside the graph) is returned whole, as packed float32, and its ``top_k``
-        largest entries per input as labels (ties: lower class index first).
+        Inputs are checked and preprocessed as for Embed (images, texts or token ids, or audio:
+        ``audio`` files, ``raw_audio`` samples or float32 ``tensor`` waveforms, resampled to
+        the bundle's rate) and run by the model's dynamic batcher; the model's
+        ``probabilities`` output (softmax inside the graph) is returned whole, as packed
+        float32 ``(N, K)``, and its ``top_k`` largest entries per input as labels (ties: lower
+        class index first).
 
         Raises:
             InvalidInputError: No model name, a negative ``top_k``, or a bad input.
@@ -297,8 +300,15 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             )
         kinds = self._check_inputs(model, request)
         tokens = 0
+        prep = model.bundle.preprocessing
         with self.batcher.for_model(model).arrival() as arrival:
-            if isinstance(model.bundle.preprocessing, TextPreprocessing):
+            if isinstance(prep, AudioPreprocessing):
+                clips = preprocess_audio_inputs(request.inputs, prep)
+                t1 = time.perf_counter()
+                _, result = arrival.run_audio(
+                    clips, [PROBABILITIES_OUTPUT], method="Classify", call=context
+                )
+            elif isinstance(prep, TextPreprocessing):
                 tokenized = self._tokenize(model, request, kinds)
                 t1 = time.perf_counter()
                 rows = TextRows(tokenized.ids, tokenized.type_ids)
