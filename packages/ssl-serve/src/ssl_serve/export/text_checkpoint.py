@@ -54,6 +54,7 @@ from ssl_serve.export.checkpoint import (
 from ssl_serve.export.onnx_graph import NORM_EPS, OUTPUT_NAME
 from ssl_serve.export.validate import (
     compare_embeddings,
+    compare_probabilities,
     pytorch_text_embeddings,
     validate_text_export,
 )
@@ -681,11 +682,10 @@ def validate_text_probabilities(
         tolerance: Largest accepted max abs difference and row-sum error.
 
     Returns:
-        ``max_abs_diff``, ``max_sum_error``, ``top1_agreement``, ``num_classes``,
-        ``num_inputs``, ``batch_sizes``.
+        The figures of :func:`~ssl_serve.export.validate.compare_probabilities`.
 
     Raises:
-        ExportValidationError: A figure is beyond ``tolerance``.
+        ExportValidationError: See :func:`~ssl_serve.export.validate.compare_probabilities`.
     """
     tokens = TextTokenizer(tokenizer_path, preprocessing.max_length).tokenize(texts)
     lengths = [len(x) for x in tokens.ids]
@@ -705,25 +705,9 @@ def validate_text_probabilities(
         max_batch_tokens=1 << 30,
     )
     batch_sizes = list(dict.fromkeys((len(texts), min(7, len(texts)), 1)))
-    max_diff, max_sum_error, agree = 0.0, 0.0, 1.0
-    for size in batch_sizes:
+
+    def run_at(size: int) -> np.ndarray:
         embedder.max_batch_size = size
-        probs = embedder.embed(tokens.ids).astype(np.float64)
-        max_diff = max(max_diff, float(np.abs(probs - reference).max()))
-        max_sum_error = max(max_sum_error, float(np.abs(probs.sum(axis=1) - 1.0).max()))
-        agree = min(agree, float((probs.argmax(axis=1) == reference.argmax(axis=1)).mean()))
-    figures: dict[str, Any] = {
-        "max_abs_diff": max_diff,
-        "max_sum_error": max_sum_error,
-        "top1_agreement": agree,
-        "num_classes": int(reference.shape[1]),
-        "num_inputs": len(texts),
-        "batch_sizes": batch_sizes,
-    }
-    if not (max_diff <= tolerance and max_sum_error <= tolerance):
-        raise ExportValidationError(
-            f"{onnx_path} failed probability validation: max_abs_diff = {max_diff:.3g}, "
-            f"max_sum_error = {max_sum_error:.3g} (tolerance {tolerance:g})",
-            figures,
-        )
-    return figures
+        return embedder.embed(tokens.ids)
+
+    return compare_probabilities(onnx_path, reference, run_at, batch_sizes, tolerance)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,25 +145,56 @@ def validate_probabilities(
         tolerance: Largest accepted max abs difference and row-sum error.
 
     Returns:
-        ``max_abs_diff`` (probabilities, onnxruntime vs PyTorch), ``max_sum_error``
-        (largest |row sum - 1| of onnxruntime's), ``top1_agreement`` (fraction of inputs with
-        the same most probable class), ``num_classes``.
+        The figures of :func:`compare_probabilities`.
 
     Raises:
-        ExportValidationError: ``max_abs_diff`` or ``max_sum_error`` is above ``tolerance``, or
-            a top-1 class differs where PyTorch's top two are more than ``tolerance`` apart.
+        ExportValidationError: See :func:`compare_probabilities`.
     """
     with torch.inference_mode():
         x = torch.from_numpy(pixel_values)
         reference = torch.softmax(head.eval()(encoder.eval()(x)), dim=1).numpy()
     embedder = OnnxEmbedder(onnx_path, input_name=INPUT_NAME, output_name=PROBABILITIES_OUTPUT)
-    max_diff, max_sum_error, agree = 0.0, 0.0, 1.0
+
+    def run_at(size: int) -> np.ndarray:
+        embedder.max_batch_size = size
+        return embedder.embed(pixel_values)
+
+    return compare_probabilities(onnx_path, reference, run_at, batch_sizes, tolerance)
+
+
+def compare_probabilities(
+    onnx_path: Path,
+    reference: np.ndarray,
+    run_at: Callable[[int], np.ndarray],
+    batch_sizes: Sequence[int],
+    tolerance: float,
+) -> dict[str, Any]:
+    """Compare a classifier bundle's ``probabilities`` with PyTorch's at each batch size.
+
+    Args:
+        onnx_path: The exported ``model.onnx``, named in errors.
+        reference: ``(N, K)`` PyTorch probabilities of the N real inputs.
+        run_at: onnxruntime's ``(N, K)`` probabilities of the same inputs, run in chunks of
+            the given batch size.
+        batch_sizes: The chunk sizes to try.
+        tolerance: Largest accepted max abs difference and row-sum error.
+
+    Returns:
+        ``max_abs_diff`` (onnxruntime vs PyTorch), ``max_sum_error`` (largest |row sum - 1|
+        of onnxruntime's), ``top1_agreement`` (fraction of inputs with the same most probable
+        class, worst batch size), ``num_classes``, ``num_inputs``, ``batch_sizes``.
+
+    Raises:
+        ExportValidationError: ``max_abs_diff`` or ``max_sum_error`` is above ``tolerance``, or
+            a top-1 class differs where PyTorch's top two are more than ``tolerance`` apart.
+    """
+    reference = reference.astype(np.float64)
     ref_top = reference.argmax(axis=1)
     sorted_ref = np.sort(reference, axis=1)
     clear = sorted_ref[:, -1] - sorted_ref[:, -2] > tolerance
+    max_diff, max_sum_error, agree = 0.0, 0.0, 1.0
     for size in batch_sizes:
-        embedder.max_batch_size = size
-        probs = embedder.embed(pixel_values).astype(np.float64)
+        probs = run_at(size).astype(np.float64)
         max_diff = max(max_diff, float(np.abs(probs - reference).max()))
         max_sum_error = max(max_sum_error, float(np.abs(probs.sum(axis=1) - 1.0).max()))
         same = probs.argmax(axis=1) == ref_top
@@ -178,6 +209,8 @@ def validate_probabilities(
         "max_sum_error": max_sum_error,
         "top1_agreement": agree,
         "num_classes": int(reference.shape[1]),
+        "num_inputs": len(reference),
+        "batch_sizes": list(batch_sizes),
     }
     failures = [
         f"probabilities {k} = {figures[k]:.3g} > tolerance {tolerance:g}"
@@ -424,46 +457,15 @@ def validate_audio_probabilities(
         tolerance: Largest accepted max abs difference and row-sum error.
 
     Returns:
-        ``max_abs_diff``, ``max_sum_error`` (largest |row sum - 1| of onnxruntime's),
-        ``top1_agreement``, ``num_classes``, ``num_inputs``, ``batch_sizes``.
+        The figures of :func:`compare_probabilities`.
 
     Raises:
-        ExportValidationError: ``max_abs_diff`` or ``max_sum_error`` is above ``tolerance``, or
-            a top-1 class differs where PyTorch's top two are more than ``tolerance`` apart.
+        ExportValidationError: See :func:`compare_probabilities`.
     """
-    reference = reference.astype(np.float64)
-    ref_top = reference.argmax(axis=1)
-    sorted_ref = np.sort(reference, axis=1)
-    clear = sorted_ref[:, -1] - sorted_ref[:, -2] > tolerance
-    max_diff, max_sum_error, agree = 0.0, 0.0, 1.0
-    for size in batch_sizes:
-        probs = onnx_audio_embeddings(
+
+    def run_at(size: int) -> np.ndarray:
+        return onnx_audio_embeddings(
             onnx_path, clips, batch_size=size, output_name=PROBABILITIES_OUTPUT
-        ).astype(np.float64)
-        max_diff = max(max_diff, float(np.abs(probs - reference).max()))
-        max_sum_error = max(max_sum_error, float(np.abs(probs.sum(axis=1) - 1.0).max()))
-        same = probs.argmax(axis=1) == ref_top
-        agree = min(agree, float(same.mean()))
-        if not same[clear].all():
-            raise ExportValidationError(
-                f"{onnx_path}: the top-1 class differs from PyTorch's on "
-                f"{int((~same[clear]).sum())} clips at batch size {size}"
-            )
-    figures: dict[str, Any] = {
-        "max_abs_diff": max_diff,
-        "max_sum_error": max_sum_error,
-        "top1_agreement": agree,
-        "num_classes": int(reference.shape[1]),
-        "num_inputs": len(clips),
-        "batch_sizes": list(batch_sizes),
-    }
-    failures = [
-        f"probabilities {k} = {figures[k]:.3g} > tolerance {tolerance:g}"
-        for k in ("max_abs_diff", "max_sum_error")
-        if not figures[k] <= tolerance
-    ]
-    if failures:
-        raise ExportValidationError(
-            f"{onnx_path} failed validation: {'; '.join(failures)}", figures
         )
-    return figures
+
+    return compare_probabilities(onnx_path, reference, run_at, batch_sizes, tolerance)
