@@ -434,13 +434,7 @@ def _export_bundle(args: argparse.Namespace, output: Path) -> int:
         f"preprocessing_max_abs_diff={v['preprocessing_max_abs_diff']:.3g} "
         f"(tolerance {v['tolerance']:g})"
     )
-    if "labels" in bundle:
-        pv = v["probabilities"]
-        print(
-            f"classifier: {len(bundle['labels'])} labels; probabilities vs PyTorch: "
-            f"max_abs_diff={pv['max_abs_diff']:.3g} max_sum_error={pv['max_sum_error']:.3g} "
-            f"top1_agreement={pv['top1_agreement']:.4f}"
-        )
+    _print_classifier(bundle)
     _print_variants(v)
     return 0
 
@@ -460,13 +454,7 @@ def _print_text_checkpoint_export(bundle: dict[str, Any]) -> None:
         f"{v['example_inputs']['num_inputs']} example inputs: "
         f"max_abs_diff={v['example_inputs']['max_abs_diff']:.3g} (tolerance {v['tolerance']:g})"
     )
-    if "labels" in bundle:
-        pv = v["probabilities"]
-        print(
-            f"classifier: {len(bundle['labels'])} labels; probabilities vs PyTorch: "
-            f"max_abs_diff={pv['max_abs_diff']:.3g} max_sum_error={pv['max_sum_error']:.3g} "
-            f"top1_agreement={pv['top1_agreement']:.4f}"
-        )
+    _print_classifier(bundle)
     _print_variants(v)
 
 
@@ -486,8 +474,13 @@ def _print_audio_export(bundle: dict[str, Any], output: Path) -> None:
         f"min_cosine={v['min_cosine']:.9f} max_norm_error={v['max_norm_error']:.3g} "
         f"(tolerance {v['tolerance']:g})"
     )
+    _print_classifier(bundle)
+
+
+def _print_classifier(bundle: dict[str, Any]) -> None:
+    """A classifier bundle's labels and probability validation figures (nothing otherwise)."""
     if "labels" in bundle:
-        pv = v["probabilities"]
+        pv = bundle["validation"]["probabilities"]
         print(
             f"classifier: {len(bundle['labels'])} labels; probabilities vs PyTorch: "
             f"max_abs_diff={pv['max_abs_diff']:.3g} max_sum_error={pv['max_sum_error']:.3g} "
