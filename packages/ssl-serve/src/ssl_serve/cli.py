@@ -65,6 +65,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_message_bytes=int(args.max_message_mb * MIB),
         workers=args.workers,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
+        max_inputs_per_request=args.max_inputs_per_request,
+        max_text_chars=args.max_text_chars,
         grace_s=args.grace_s,
         metrics_port=args.metrics_port,
         max_queue_delay_ms=args.max_queue_delay_ms,
@@ -672,6 +674,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=64,
         help="RPCs in flight before RESOURCE_EXHAUSTED (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-inputs-per-request",
+        type=_positive_int,
+        default=4096,
+        help="inputs in one Embed/Classify/ModelInfer request before RESOURCE_EXHAUSTED "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-text-chars",
+        type=_positive_int,
+        default=100_000,
+        help="longest text input, in characters, before INVALID_ARGUMENT; a model reads only "
+        "its first max_length tokens anyway (default: %(default)s)",
     )
     p.add_argument(
         "--grace-s",

@@ -108,6 +108,20 @@ def test_undecodable_messages_are_invalid_argument(
     assert client.embed_texts(TEXT_MODEL, sentences[:2]).shape == (2, 384)
 
 
+def test_a_text_over_the_character_limit_is_invalid_argument(
+    client: EmbeddingClient, sentences: list[str]
+) -> None:
+    # The test server keeps --max-text-chars 100000; the 100,000-character text above embeds.
+    texts = [sentences[0], "x" * 100_001]
+    with pytest.raises(RemoteError) as info:
+        client.embed_texts(TEXT_MODEL, texts)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details.startswith(
+        "input 1: text is 100001 characters; this server takes at most 100000"
+    )
+    assert client.embed_texts(TEXT_MODEL, sentences[:2]).shape == (2, 384)
+
+
 def test_more_inputs_than_a_request_may_hold_is_resource_exhausted(
     client: EmbeddingClient, sentences: list[str]
 ) -> None:

@@ -71,6 +71,9 @@ class ServerConfig:
         max_concurrent_rpcs: RPCs in flight before new ones get RESOURCE_EXHAUSTED.
         max_inputs_per_request: Inputs per Embed call before RESOURCE_EXHAUSTED.
         max_image_pixels: Largest width x height of one image, in pixels.
+        max_text_chars: Longest text input, in characters (code points); longer is
+            INVALID_ARGUMENT. A model reads only its first ``max_length`` tokens anyway: this
+            bounds the tokenisation work one input can cost.
         grace_s: Seconds in-flight RPCs get to finish on shutdown.
         metrics_port: TCP port of the Prometheus metrics HTTP endpoint on ``host``; None
             (the default) serves no metrics, 0 picks a free port.
@@ -97,6 +100,7 @@ class ServerConfig:
     max_concurrent_rpcs: int = 64
     max_inputs_per_request: int = 4096
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+    max_text_chars: int = 100_000
     grace_s: float = 10.0
     metrics_port: int | None = None
     max_queue_delay_ms: float = 2.0
@@ -199,6 +203,7 @@ class EmbeddingServer:
             batcher=self.batcher,
             max_inputs_per_request=config.max_inputs_per_request,
             max_image_pixels=config.max_image_pixels,
+            max_text_chars=config.max_text_chars,
             metrics=self.metrics,
         )
         embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(servicer, self._server)

@@ -133,6 +133,8 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             RESOURCE_EXHAUSTED (split the request).
         max_image_pixels: Largest width x height of one image, in pixels; more is
             INVALID_ARGUMENT.
+        max_text_chars: Longest text input, in characters (code points); longer is
+            INVALID_ARGUMENT.
         metrics: Where requests, latencies, inputs and tokens are counted; None counts
             nothing.
     """
@@ -144,12 +146,14 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         batcher: DynamicBatcher,
         max_inputs_per_request: int = 4096,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        max_text_chars: int = 100_000,
         metrics: ServerMetrics | None = None,
     ) -> None:
         self.registry = registry
         self.batcher = batcher
         self.max_inputs_per_request = max_inputs_per_request
         self.max_image_pixels = max_image_pixels
+        self.max_text_chars = max_text_chars
         self.metrics = metrics
 
     @grpc_errors
@@ -427,6 +431,15 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                 f"model {model.entry.name!r} version {model.entry.version!r} is still loading"
             )
         text_at = [i for i, kind in enumerate(kinds) if kind == "text"]
+        for i in text_at:
+            n = len(request.inputs[i].text)
+            if n > self.max_text_chars:
+                raise InvalidInputError(
+                    f"text is {n} characters; this server takes at most {self.max_text_chars} "
+                    f"(--max-text-chars), and the model reads only its first "
+                    f"{tokenizer.max_length} tokens: send a shorter text",
+                    index=i,
+                )
         tokenized = tokenizer.tokenize([request.inputs[i].text for i in text_at])
         if len(text_at) == len(kinds):
             return tokenized
