@@ -77,10 +77,11 @@ def test_sigterm_answers_the_request_in_flight(repository: Path, tmp_path: Path)
     assert big["sent"] < sigterm_at < big["ended"], (big, sigterm_at)
     # Every other request was answered in full, or refused as the server left (UNAVAILABLE).
     # grpcio answers CANCELLED to a request that reaches the server just as it starts shutting
-    # down, before a handler takes it: allowed only for requests sent from 50 ms before SIGTERM.
+    # down, before a handler takes it: allowed only for requests sent from 250 ms before SIGTERM
+    # (seen within 3 ms of it; the margin is for a loaded machine's thread switches).
     for sent, _, status, diff in outcomes:
         assert status in ("OK", "UNAVAILABLE") or (
-            status == "CANCELLED" and sent > sigterm_at - 0.05
+            status == "CANCELLED" and sent > sigterm_at - 0.25
         ), (status, sent - sigterm_at)
         assert status != "OK" or diff <= 1e-5
     assert any(status == "UNAVAILABLE" and sent > sigterm_at for sent, _, status, _ in outcomes)
