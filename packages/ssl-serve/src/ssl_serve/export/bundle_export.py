@@ -207,10 +207,7 @@ def _bundle(
     if ckpt.classifier is not None:
         labels = ckpt.classifier.labels
         outputs.append(TensorSpec(PROBABILITIES_OUTPUT, "float32", ("batch", len(labels))))
-        meta = ckpt.classifier.meta
-        classifier = {
-            "classifier": {k: meta[k] for k in ("mode", "epoch", "metrics", "source") if k in meta}
-        }
+        classifier = {"classifier": ckpt.classifier.provenance}
     return Bundle(
         name=name,
         version=version,

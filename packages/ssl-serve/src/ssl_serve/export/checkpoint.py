@@ -51,6 +51,12 @@ class ClassifierHead:
     bias: torch.Tensor
     meta: dict[str, Any]
 
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What a classifier bundle's ``provenance.classifier`` records of ``classifier.json``:
+        its ``mode``, ``epoch``, ``metrics`` and ``source``, those present."""
+        return {k: self.meta[k] for k in ("mode", "epoch", "metrics", "source") if k in self.meta}
+
 
 @dataclass
 class Checkpoint:

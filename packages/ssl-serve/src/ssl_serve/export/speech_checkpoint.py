@@ -147,10 +147,7 @@ def export_speech_checkpoint(
     }
     if (folder / CLASSIFIER_JSON).is_file():
         classifier = load_classifier_head(folder, int(encoder.output_dim))  # type: ignore[arg-type]
-        meta = classifier.meta
-        provenance["classifier"] = {
-            k: meta[k] for k in ("mode", "epoch", "metrics", "source") if k in meta
-        }
+        provenance["classifier"] = classifier.provenance
     return export_speech_encoder(
         encoder,
         output,

@@ -542,12 +542,7 @@ def export_text_checkpoint(
         if classifier is not None:
             labels = classifier.labels
             outputs.append(TensorSpec(PROBABILITIES_OUTPUT, "float32", ("batch", len(labels))))
-            meta = classifier.meta
-            extra = {
-                "classifier": {
-                    k: meta[k] for k in ("mode", "epoch", "metrics", "source") if k in meta
-                }
-            }
+            extra = {"classifier": classifier.provenance}
         bundle = Bundle(
             name=name,
             version=version,

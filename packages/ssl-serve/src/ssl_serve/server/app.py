@@ -31,7 +31,7 @@ from ssl_serve.server.metrics import MetricsEndpoint, ServerMetrics
 from ssl_serve.server.models import ModelRegistry
 from ssl_serve.server.reload import ReloadReport, RepositoryWatcher
 from ssl_serve.server.security import BearerTokenInterceptor, server_credentials
-from ssl_serve.server.service import EmbeddingServicer
+from ssl_serve.server.service import DEFAULT_MAX_TEXT_CHARS, EmbeddingServicer
 from ssl_serve.v1 import embedding_pb2, embedding_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class ServerConfig:
     max_concurrent_rpcs: int = 64
     max_inputs_per_request: int = 4096
     max_image_pixels: int = DEFAULT_MAX_PIXELS
-    max_text_chars: int = 100_000
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     grace_s: float = 10.0
     metrics_port: int | None = None
     max_queue_delay_ms: float = 2.0

@@ -47,6 +47,8 @@ _INPUT_MODALITY = {"text": "text", "image": "image", "audio": "audio", "raw_audi
 _Response = TypeVar("_Response")
 # Labels a Classify response lists per input when the request leaves top_k at 0.
 DEFAULT_TOP_K = 5
+# Longest text input, in characters (the server's --max-text-chars default).
+DEFAULT_MAX_TEXT_CHARS = 100_000
 
 
 def log_request(
@@ -146,7 +148,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         batcher: DynamicBatcher,
         max_inputs_per_request: int = 4096,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
-        max_text_chars: int = 100_000,
+        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
         metrics: ServerMetrics | None = None,
     ) -> None:
         self.registry = registry
